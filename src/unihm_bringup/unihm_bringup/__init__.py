@@ -1,0 +1,1 @@
+"""Launch files, parameters, executive and driver adapters of UniHM."""

@@ -1,0 +1,1 @@
+"""Hand tokenizer and language-conditioned generator of UniHM."""

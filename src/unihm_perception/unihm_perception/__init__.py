@@ -1,0 +1,1 @@
+"""RGB-D perception of UniHM."""

@@ -1,0 +1,1 @@
+"""Physics-guided refinement of generated hand trajectories."""
