@@ -26,7 +26,7 @@ doctor: setup  ## check the installation (unihm doctor)
 	@$(ENV) && unihm doctor
 
 smoke: setup  ## the ROS smoke test, 10 runs in a row
-	@$(ENV) && python -m pytest src/unihm_bringup/test/test_ros_smoke.py --count 10 -p no:randomly $(PYTEST_ARGS)
+	@$(ENV) && python -m pytest src/unihm_bringup/test/test_ros_smoke.py --count 10 $(PYTEST_ARGS)
 
 docker-lint: setup  ## lint the Dockerfile
 	@$(ENV) && hadolint docker/Dockerfile
