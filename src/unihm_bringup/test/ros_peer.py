@@ -5,21 +5,24 @@ Modes:
   action_server  serves unihm_msgs/action/Manipulate at /unihm/manipulate, walking the pipeline
                  stages with feedback; honours cancel; rejects goals with an empty instruction
 
-It prints "ready" once its entities exist and runs until SIGINT or SIGTERM (rclpy's handlers).
+It prints "ready" once its entities exist and runs until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 
 import rclpy
 from geometry_msgs.msg import Pose
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from trajectory_msgs.msg import JointTrajectoryPoint
 
 from unihm_msgs.action import Manipulate
@@ -69,7 +72,7 @@ class ManipulatePeer(Node):
     def _on_goal(self, goal: Manipulate.Goal) -> GoalResponse:
         return GoalResponse.REJECT if not goal.instruction.strip() else GoalResponse.ACCEPT
 
-    def _execute(self, handle) -> Manipulate.Result:  # noqa: ANN001 - rclpy's ServerGoalHandle
+    def _execute(self, handle) -> Manipulate.Result:
         goal = handle.request
         result = Manipulate.Result(request_id=goal.request_id or "smoke")
         # Feedback is volatile: wait (briefly) until the client's feedback reader is discovered,
@@ -101,7 +104,12 @@ class ManipulatePeer(Node):
 def main() -> int:
     mode = sys.argv[1]
     step_s = float(sys.argv[2]) if len(sys.argv) > 2 else 0.05
-    rclpy.init()
+    # Our own SIGINT/SIGTERM handling: stop spinning, then tear down in order. (rclpy's handlers
+    # shut the context down under a running executor, which races with its worker threads.)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     if mode == "publisher":
         node = Node("unihm_smoke_publisher")
         pub = node.create_publisher(HandTrajectory, HAND_TOPIC, LATCHED)
@@ -115,11 +123,10 @@ def main() -> int:
     executor.add_node(node)
     print("ready", flush=True)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.05)
     finally:
-        executor.shutdown()  # joins the worker threads; without it exit can hang on them
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -76,7 +76,6 @@ def _unihm_msgs() -> Check:
 def _control_msgs() -> Check:
     import control_msgs
     from control_msgs.action import FollowJointTrajectory  # noqa: F401
-
     from unihm_core.interface_hashes import control_msgs_hash_mismatches, package_prefix_of_module
 
     prefix = package_prefix_of_module(control_msgs.__file__)
