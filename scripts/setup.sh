@@ -26,7 +26,7 @@ logged() {  # $1 = log name, rest = command
   local log="$BUILD/$1.log"; shift
   local rc
   set +e
-  "$@" 2>&1 | tee "$log" | grep --line-buffered -E '^(Collecting|Installing collected)' \
+  "$@" 2>&1 | tee "$log" | grep --line-buffered -E '^(Collecting|Processing|Installing collected)' \
     | cut -c1-110 | sed -u 's/^/    /'
   rc=${PIPESTATUS[0]}
   set -e
