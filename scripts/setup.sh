@@ -38,7 +38,9 @@ die() { printf '\033[1;31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
 # --- 1. Debian packages -------------------------------------------------------------------
 # cmake/g++/make build the interfaces; libusb-1.0-0 is needed by open3d; libgl1/libegl1/libgomp1
 # by open3d and MuJoCo's offscreen renderer; python3-venv for `python3 -m venv` on Debian.
-APT_PACKAGES=(cmake g++ make git libusb-1.0-0 libgl1 libegl1 libgomp1 python3-venv python3-dev)
+# UNIHM_EXTRA_APT_PACKAGES adds more (space-separated), e.g. a camera SDK's runtime.
+APT_PACKAGES=(cmake g++ make git libusb-1.0-0 libgl1 libegl1 libgomp1 python3-venv python3-dev
+              ${UNIHM_EXTRA_APT_PACKAGES:-})
 if command -v dpkg-query >/dev/null 2>&1; then
   missing=()
   for pkg in "${APT_PACKAGES[@]}"; do
