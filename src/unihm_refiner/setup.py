@@ -1,21 +1,5 @@
-from setuptools import find_packages, setup
+"""ament_python build entry; the package metadata is declared in setup.cfg."""
 
-PACKAGE = "unihm_refiner"
+from setuptools import setup
 
-setup(
-    name=PACKAGE,
-    version="0.1.0",
-    packages=find_packages(exclude=["test"]),
-    data_files=[
-        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
-        (f"share/{PACKAGE}", ["package.xml"]),
-    ],
-    install_requires=["setuptools"],
-    zip_safe=True,
-    maintainer="UniHM maintainers",
-    maintainer_email="unihm@example.org",
-    description="Physics-guided refinement of generated hand trajectories.",
-    license="Apache-2.0",
-    entry_points={
-    },
-)
+setup()
