@@ -152,3 +152,21 @@ def test_hand_trajectory_written_by_rosbags_reads_in_rclpy() -> None:
         [0.0, 0.0], [0.5, -0.25], [1.0, -0.5]]
     assert msg.joint_trajectory.points[2].time_from_start.sec == 2
     assert msg.wrist_poses[2].position.z == pytest.approx(0.2)
+
+
+def test_importable_from_the_venv_without_sourcing_anything(tmp_path: Path) -> None:
+    """`.venv/bin/python -c "from unihm_msgs.action import Manipulate"` in a bare shell."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("AMENT_PREFIX_PATH", "CMAKE_PREFIX_PATH", "LD_LIBRARY_PATH",
+                        "VIRTUAL_ENV", "PYTHONPATH", "_ROS_WHEELS_BOOTSTRAP_COMPLETE")}
+    code = ("from unihm_msgs.action import Manipulate\n"
+            "from control_msgs.action import FollowJointTrajectory\n"
+            "print(Manipulate.Goal(instruction='x').instruction)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "x"
