@@ -168,6 +168,14 @@ class HandKinematics:
         keys = ["palm"] + [f"fingers.{f}[{i}]" for f, pts in self.config.fingers.items()
                            for i in range(len(pts))]
         resolved = [resolve(kp, key) for kp, key in zip(self.config.keypoints, keys, strict=True)]
+        # Keypoints also become pinocchio operational frames, for the per-frame reference path.
+        self._kp_frame_ids = []
+        for kp, (joint, offset) in zip(self.config.keypoints, resolved, strict=True):
+            placement = pin.SE3(np.eye(3), offset)
+            self._kp_frame_ids.append(model.addFrame(pin.Frame(
+                f"unihm_keypoint/{kp.name}", int(joint), model.getFrameId(kp.link),
+                placement, pin.FrameType.OP_FRAME)))
+        self.data = model.createData()
         self.keypoint_names: tuple[str, ...] = self.config.keypoint_names
         self.fingertip_indices: tuple[int, ...] = self.config.fingertip_indices
         self._kp_joint = np.array([j for j, _ in resolved])
@@ -381,11 +389,13 @@ class HandKinematics:
         for start in range(0, n, _CHUNK):
             sl = slice(start, start + _CHUNK)
             local, jac_q = self._local_block(q[sl], idx, True)
+            block = np.empty((local.shape[0], k, 3, WRIST_DOF + self.dof))
+            block[..., :3] = np.eye(3)
+            block[..., 3:6] = -skew(local)
+            block[..., 6:] = jac_q
             rot = wrist[sl, None, :3, :3]  # (B, 1, 3, 3)
             points[sl] = (rot @ local[..., None])[..., 0] + wrist[sl, None, :3, 3]
-            jac[sl, :, :, :3] = rot
-            jac[sl, :, :, 3:6] = -rot @ skew(local)
-            jac[sl, :, :, 6:] = rot @ jac_q
+            jac[sl] = rot @ block
         return points.reshape(*batch, k, 3), jac.reshape(*batch, k, 3, WRIST_DOF + self.dof)
 
     def _check_pose(self, pose: ArrayLike) -> FloatArray:
@@ -410,29 +420,30 @@ class HandKinematics:
         wrist = np.broadcast_to(wrist, (q.shape[0], 4, 4))
         idx = self._select(which)
         model, data = self.model, self.data
-        wr = self._wrist_from_root
+        wr_rot, wr_t = self._wrist_from_root[:3, :3], self._wrist_from_root[:3, 3]
         q_full = q @ self.mimic_matrix.T + self.mimic_offset
         points = np.empty((q.shape[0], len(idx), 3))
         jac = np.empty((q.shape[0], len(idx), 3, WRIST_DOF + self.dof)) if jacobian else None
-        joints = self._kp_joint[idx]
-        offsets = self._kp_offset[idx]
+        frames = [self._kp_frame_ids[int(k)] for k in idx]
+        frame_jacobian = pin.getFrameJacobian
+        world_aligned = pin.LOCAL_WORLD_ALIGNED
         for n in range(q.shape[0]):
             if jacobian:
                 pin.computeJointJacobians(model, data, q_full[n])
+                pin.updateFramePlacements(model, data)
             else:
-                pin.forwardKinematics(model, data, q_full[n])
-            rot_w, t_w = wrist[n, :3, :3], wrist[n, :3, 3]
-            for k, (j, off) in enumerate(zip(joints, offsets, strict=True)):
-                o_mi = data.oMi[int(j)]
-                p_root = o_mi.rotation @ off + o_mi.translation
-                local = wr[:3, :3] @ p_root + wr[:3, 3]
-                points[n, k] = rot_w @ local + t_w
+                pin.framesForwardKinematics(model, data, q_full[n])
+            rot_w = wrist[n, :3, :3] @ wr_rot
+            t_w = wrist[n, :3, :3] @ wr_t + wrist[n, :3, 3]
+            for k, frame in enumerate(frames):
+                points[n, k] = rot_w @ data.oMf[frame].translation + t_w
                 if jac is not None:
-                    j6 = pin.getJointJacobian(model, data, int(j), pin.LOCAL_WORLD_ALIGNED)
-                    j_lin = j6[:3] - skew(p_root - o_mi.translation) @ j6[3:]
-                    jac[n, k, :, :3] = rot_w
-                    jac[n, k, :, 3:6] = -rot_w @ skew(local)
-                    jac[n, k, :, 6:] = rot_w @ wr[:3, :3] @ j_lin @ self.mimic_matrix
+                    j_lin = frame_jacobian(model, data, frame, world_aligned)[:3]
+                    jac[n, k, :, 6:] = rot_w @ j_lin @ self.mimic_matrix
+            if jac is not None:
+                local = (points[n] - wrist[n, :3, 3]) @ wrist[n, :3, :3]
+                jac[n, :, :, :3] = wrist[n, :3, :3]
+                jac[n, :, :, 3:6] = -wrist[n, :3, :3] @ skew(local)
         return points, jac
 
     def link_poses(self, q: ArrayLike) -> dict[str, FloatArray]:
