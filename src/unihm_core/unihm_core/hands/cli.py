@@ -11,13 +11,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from unihm_core.hands.config import HandConfig, HandConfigError, Keypoint
 from unihm_core.hands.registry import UnknownHandError
 from unihm_core.se3 import xyz_rpy_from_pose
+
+if TYPE_CHECKING:
+    from unihm_core.hands.kinematics import HandKinematics
 
 # Errors a user can fix (a config, a path, an asset): printed as one message, exit code 1.
 _USER_ERRORS: tuple[type[Exception], ...] = (HandConfigError, UnknownHandError,
@@ -46,13 +49,9 @@ def summary(cfg: HandConfig) -> dict[str, Any]:
             "source": cfg.source}
 
 
-def details(hand_id: str) -> dict[str, Any]:
+def details(kin: HandKinematics) -> dict[str, Any]:
     """Everything ``hands show`` reports: the config, checked against its URDF."""
-    from unihm_core.hands.kinematics import hand_kinematics
-    from unihm_core.hands.registry import get_hand_config
-
-    cfg = get_hand_config(hand_id)
-    kin = hand_kinematics(hand_id)
+    cfg = kin.config
     actuated = set(cfg.joint_names)
     mimics = []
     for j, name in enumerate(kin.full_joint_names):
@@ -123,18 +122,22 @@ def _print_list(rows: list[dict[str, Any]], errors: list[dict[str, Any]]) -> Non
 
 
 def _show(args: argparse.Namespace) -> int:
+    from unihm_core.hands.kinematics import HandKinematics
+    from unihm_core.hands.registry import get_hand_config
+
     try:
-        info = details(args.id)
+        # Not the id-keyed cache: a config edited since it was first loaded must show as it is now.
+        kin = HandKinematics(get_hand_config(args.id))
+        info = details(kin)
     except _USER_ERRORS as e:
         return _fail(e)
     png = None
     if not args.no_png:
-        from unihm_core.hands.kinematics import hand_kinematics
         from unihm_core.hands.render import HandRenderError, render_hand
 
         path = Path(args.png) if args.png else Path.cwd() / f"{args.id}.png"
         try:
-            result = render_hand(hand_kinematics(args.id), path)
+            result = render_hand(kin, path)
         except (HandRenderError, OSError) as e:
             return _fail(e)
         png = {"path": str(result.path), "geometry": result.geometry, "faces": result.faces,
