@@ -40,16 +40,13 @@ REAL_MEAN_MM = {"shadow_right": 17, "leap_right": 12, "xhand_right": 26, "abilit
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _private_tmpdir() -> Iterator[None]:
-    """dex-retargeting builds in tempfile.tempdir; keep anything it leaves out of /tmp."""
-    with tempfile.TemporaryDirectory() as tmp:
-        previous = tempfile.tempdir
-        tempfile.tempdir = tmp
-        try:
-            yield
-            assert not [p for p in os.listdir(tmp) if p.startswith("dex_retargeting-")]
-        finally:
-            tempfile.tempdir = previous
+def _no_leftover_build_folders() -> Iterator[None]:
+    """dex-retargeting leaves a URDF copy per build in the temp folder; ours must not."""
+    tmp = tempfile.gettempdir()
+    before = {p for p in os.listdir(tmp) if p.startswith("dex_retargeting-")}
+    yield
+    after = {p for p in os.listdir(tmp) if p.startswith("dex_retargeting-")}
+    assert after <= before, f"left behind: {sorted(after - before)}"
 
 
 @pytest.fixture(scope="module")
