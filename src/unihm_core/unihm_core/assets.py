@@ -25,16 +25,14 @@ _WORKSPACE_MARKER = Path("src") / "unihm_msgs" / "package.xml"
 class AssetNotFoundError(FileNotFoundError):
     """An asset (or the assets folder) is in none of the searched places."""
 
-    def __init__(self, relative: str, searched: list[Path]) -> None:
+    def __init__(self, relative: str, searched: list[Path], hint: str = "") -> None:
         self.relative = relative
         self.searched = searched
         places = "\n".join(f"  - {p}" for p in searched) or "  (no candidate folder)"
         what = f"asset '{relative}'" if relative else "the assets folder"
-        super().__init__(
-            f"{what} not found. Searched:\n{places}\n"
-            f"Set ${ENV_VAR} to the folder that holds the assets "
-            "(see README.md, 'Assets')."
-        )
+        hint = hint or (f"Set ${ENV_VAR} to the folder that holds the assets "
+                        "(see README.md, 'Assets').")
+        super().__init__(f"{what} not found. Searched:\n{places}\n{hint}")
 
 
 def find_workspace_root(starts: Iterable[Path] | None = None) -> Path | None:

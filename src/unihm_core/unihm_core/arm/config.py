@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from unihm_core.hands.config import resolve_urdf
+from unihm_core import config_folders as folders
 from unihm_core.se3 import FloatArray
 
 SCHEMA_VERSION = 1
@@ -194,7 +194,7 @@ def parse_arm_config(data: Any, source: str = "<dict>",
              f"outside the position limits for joint {joints[outside[0]] if outside.size else ''}")
 
     try:
-        urdf_path = resolve_urdf(data["urdf"], config_path)
+        urdf_path = folders.resolve_config_path(data["urdf"], config_path)
     except FileNotFoundError as e:
         raise ArmConfigError(source, "urdf", str(e)) from e
     _require(urdf_path.is_file(), source, "urdf", f"URDF file not found: {urdf_path}")
@@ -240,27 +240,12 @@ class UnknownArmError(KeyError):
 
 
 def config_dirs() -> list[Path]:
-    dirs = [BUILTIN_DIR, USER_DIR.expanduser()]
-    dirs += [Path(e).expanduser() for e in os.environ.get(ENV_VAR, "").split(os.pathsep)
-             if e.strip()]
-    return dirs
+    return folders.config_dirs(BUILTIN_DIR, USER_DIR, ENV_VAR)
 
 
 def config_files() -> dict[str, Path]:
     """Arm id -> config file; a later folder overrides an id of an earlier one."""
-    found: dict[str, Path] = {}
-    for folder in config_dirs():
-        if not folder.is_dir():
-            continue
-        for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
-            try:
-                data = yaml.safe_load(path.read_text())
-            except (OSError, yaml.YAMLError) as e:
-                raise ArmConfigError(path, "", f"cannot read the file: {e}") from e
-            if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-                raise ArmConfigError(path, "id", "missing or not a string")
-            found[data["id"]] = path
-    return found
+    return folders.index_configs(config_dirs(), ArmConfigError)
 
 
 def arm_ids() -> list[str]:

@@ -50,7 +50,7 @@ def mediapipe_sequence() -> np.ndarray:
 
 def run_kinematics_benchmark(quick: bool = False) -> dict:
     from unihm_core.arm.benchmark import measure_ik
-    from unihm_core.hands.retargeting import measure_retargeting
+    from unihm_core.hands.retarget_cli import measure_retargeting
 
     batch, naive, repeats = (2000, 200, 2) if quick else (20000, 2000, 3)
     fk = {}
@@ -66,6 +66,6 @@ def run_kinematics_benchmark(quick: bool = False) -> dict:
               flush=True)
         retarget[hand_id] = measure_retargeting(hand_id, joints)
     print("[bench] Franka IK along a wrist trajectory", file=sys.stderr, flush=True)
-    ik = measure_ik(n_frames=100 if quick else 1000, seed=0)
+    ik = measure_ik(n_frames=150 if quick else 3000, seed=0, repeats=1 if quick else 3)
     return {"fk_jacobian": fk, "retargeting": retarget, "ik": ik,
             "min_batched_per_s": min(v["batched_per_s"] for v in fk.values())}

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from unihm_core.assets import asset_path
+from unihm_core.config_folders import resolve_config_path
 from unihm_core.se3 import FloatArray, pose_from_xyz_rpy
 
 SCHEMA_VERSION = 1
@@ -135,17 +135,6 @@ def _keypoint(value: Any, name: str, source: str, key: str) -> Keypoint:
     return Keypoint(name, value["link"], offset)  # type: ignore[arg-type]
 
 
-def resolve_urdf(value: str, config_path: Path | None) -> Path:
-    """URDF location: absolute; ``./`` or ``../`` relative to the config; else an asset path."""
-    path = Path(os.path.expandvars(value)).expanduser()
-    if path.is_absolute():
-        return path
-    if value.startswith(("./", "../")):
-        base = config_path.parent if config_path is not None else Path.cwd()
-        return (base / path).resolve()
-    return asset_path(path)
-
-
 def parse_hand_config(data: Any, source: str = "<dict>",
                       config_path: Path | None = None) -> HandConfig:
     """Validate a parsed YAML mapping into a :class:`HandConfig`."""
@@ -211,7 +200,7 @@ def parse_hand_config(data: Any, source: str = "<dict>",
     _require(isinstance(retargeting, dict), source, "retargeting", "expected a mapping")
 
     try:
-        urdf_path = resolve_urdf(data["urdf"], config_path)
+        urdf_path = resolve_config_path(data["urdf"], config_path)
     except FileNotFoundError as e:
         raise HandConfigError(source, "urdf", str(e)) from e
     _require(urdf_path.is_file(), source, "urdf", f"URDF file not found: {urdf_path}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 import pinocchio as pin
@@ -454,7 +453,17 @@ class HandKinematics:
                 for i, f in enumerate(self.model.frames) if f.type == pin.FrameType.BODY}
 
 
-@cache
+_CACHE: dict[str, tuple[HandConfig, HandKinematics]] = {}
+
+
 def hand_kinematics(hand_id: str) -> HandKinematics:
-    """The (cached) kinematics of a registered hand type id."""
-    return HandKinematics(get_hand_config(hand_id))
+    """The kinematics of a registered hand type id, rebuilt when its config file changes.
+
+    ``get_hand_config`` returns the same object while the file (and the override order) is
+    unchanged, so identity tells whether the cached model is still the right one.
+    """
+    config = get_hand_config(hand_id)
+    cached = _CACHE.get(hand_id)
+    if cached is None or cached[0] is not config:
+        cached = _CACHE[hand_id] = (config, HandKinematics(config))
+    return cached[1]

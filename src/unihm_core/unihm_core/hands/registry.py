@@ -11,12 +11,10 @@ shipped hand, e.g. its mounting on the arm, without editing the package):
 from __future__ import annotations
 
 import difflib
-import os
 from functools import cache
 from pathlib import Path
 
-import yaml
-
+from unihm_core import config_folders as folders
 from unihm_core.hands.config import HandConfig, HandConfigError, load_hand_config
 
 ENV_VAR = "UNIHM_HAND_CONFIGS"
@@ -41,39 +39,12 @@ class UnknownHandError(KeyError):
 
 
 def config_dirs() -> list[Path]:
-    dirs = [BUILTIN_DIR, USER_DIR.expanduser()]
-    for entry in os.environ.get(ENV_VAR, "").split(os.pathsep):
-        if entry.strip():
-            dirs.append(Path(entry).expanduser())
-    return dirs
-
-
-def _peek_id(path: Path) -> str:
-    """The ``id`` of a config file without validating the rest (that happens on use)."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise HandConfigError(path, "", f"cannot read the file: {e}") from e
-    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-        raise HandConfigError(path, "id", "missing or not a string")
-    return data["id"]
+    return folders.config_dirs(BUILTIN_DIR, USER_DIR, ENV_VAR)
 
 
 def config_files() -> dict[str, Path]:
     """Hand id -> config file, after the overrides described in the module docstring."""
-    found: dict[str, Path] = {}
-    for folder in config_dirs():
-        if not folder.is_dir():
-            continue
-        in_folder: dict[str, Path] = {}
-        for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
-            hand_id = _peek_id(path)
-            if hand_id in in_folder:
-                raise HandConfigError(path, "id", f"'{hand_id}' is also defined by "
-                                                  f"{in_folder[hand_id]}")
-            in_folder[hand_id] = path
-        found.update(in_folder)
-    return found
+    return folders.index_configs(config_dirs(), HandConfigError)
 
 
 def hand_ids() -> list[str]:

@@ -1,0 +1,74 @@
+"""Folders of YAML configs with an ``id`` each (hands, arms): search order and overrides.
+
+Every kind of config is found the same way: the folder shipped with the package, then a user
+folder, then the folders of an environment variable; a later folder overrides an id of an earlier
+one. A file that cannot be read stops the lookup with an error naming it, rather than being
+skipped: a broken override must never silently fall back to the shipped config of a robot.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from unihm_core.assets import AssetNotFoundError, asset_path
+
+ErrorFactory = Callable[[Path, str, str], Exception]  # (file, key, problem) -> exception
+
+
+def config_dirs(builtin: Path, user: Path, env_var: str) -> list[Path]:
+    dirs = [builtin, user.expanduser()]
+    dirs += [Path(entry).expanduser() for entry in os.environ.get(env_var, "").split(os.pathsep)
+             if entry.strip()]
+    return dirs
+
+
+def peek_id(path: Path, error: ErrorFactory) -> str:
+    """The ``id`` of a config file without validating the rest (that happens on use)."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise error(path, "", f"cannot read the file ({e.strerror})") from e
+    except yaml.YAMLError as e:
+        raise error(path, "", f"not valid YAML: {e}") from e
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise error(path, "id", "missing or not a string")
+    return data["id"]
+
+
+def index_configs(dirs: list[Path], error: ErrorFactory) -> dict[str, Path]:
+    """Id -> config file over ``dirs`` in order (later folders override earlier ones)."""
+    found: dict[str, Path] = {}
+    for folder in dirs:
+        if not folder.is_dir():
+            continue
+        in_folder: dict[str, Path] = {}
+        for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+            config_id = peek_id(path, error)
+            if config_id in in_folder:
+                raise error(path, "id", f"'{config_id}' is also defined by "
+                                        f"{in_folder[config_id]}")
+            in_folder[config_id] = path
+        found.update(in_folder)
+    return found
+
+
+def resolve_config_path(value: str, config_path: Path | None) -> Path:
+    """A file named by a config: absolute; ``./`` or ``../`` relative to the config file;
+    anything else relative to the assets folder (``unihm_core.assets``)."""
+    path = Path(os.path.expandvars(value)).expanduser()
+    if path.is_absolute():
+        return path
+    if value.startswith(("./", "../")):
+        base = config_path.parent if config_path is not None else Path.cwd()
+        return (base / path).resolve()
+    try:
+        return asset_path(path)
+    except AssetNotFoundError as e:
+        raise AssetNotFoundError(
+            e.relative, e.searched,
+            hint=f"Paths without './' are looked up in the assets folder; write './{value}' "
+                 "for a file next to the config, or an absolute path.") from e
