@@ -11,12 +11,26 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from unihm_core.assets import AssetNotFoundError, asset_path
 
-ErrorFactory = Callable[[Path, str, str], Exception]  # (file, key, problem) -> exception
+ErrorFactory = Callable[[Any, str, str], Exception]  # (file, key, problem) -> exception
+
+
+class ConfigError(ValueError):
+    """A config file is malformed; the message names the file and the offending key."""
+
+    kind = "config"
+
+    def __init__(self, source: str | os.PathLike[str], key: str, problem: str) -> None:
+        self.source = str(source)
+        self.key = key
+        self.problem = problem
+        where = f"{self.source}: '{key}'" if key else self.source
+        super().__init__(f"{self.kind} config {where}: {problem}")
 
 
 def config_dirs(builtin: Path, user: Path, env_var: str) -> list[Path]:
@@ -72,3 +86,28 @@ def resolve_config_path(value: str, config_path: Path | None) -> Path:
             e.relative, e.searched,
             hint=f"Paths without './' are looked up in the assets folder; write './{value}' "
                  "for a file next to the config, or an absolute path.") from e
+
+
+def check_header(data: Any, source: str, keys: tuple[tuple[str, ...], tuple[str, ...]],
+                 schema_version: int, *, example_id: str, error: ErrorFactory) -> str:
+    """The checks every config kind shares: a mapping, required and known keys, the schema
+    version and a lower-case snake_case id (returned)."""
+    required, optional = keys
+
+    def require(cond: bool, key: str, problem: str) -> None:
+        if not cond:
+            raise error(source, key, problem)
+
+    require(isinstance(data, dict), "", "the file must hold one YAML mapping")
+    for key in required:
+        require(key in data, key, "missing required key")
+    unknown = sorted(set(data) - set(required) - set(optional))
+    require(not unknown, unknown[0] if unknown else "",
+            f"unknown key (allowed: {', '.join(required + optional)})")
+    require(data["schema"] == schema_version, "schema",
+            f"unsupported schema version {data['schema']!r} (this release reads {schema_version})")
+    config_id = data["id"]
+    require(isinstance(config_id, str) and config_id.replace("_", "").isalnum()
+            and config_id == config_id.lower(), "id",
+            f"expected a lower-case id like '{example_id}', got {config_id!r}")
+    return config_id

@@ -22,6 +22,7 @@ import numpy as np
 import yaml
 
 from unihm_core import config_folders as folders
+from unihm_core.config_folders import ConfigError
 from unihm_core.se3 import FloatArray
 
 SCHEMA_VERSION = 1
@@ -36,15 +37,10 @@ _OPTIONAL = ("ik", "description")
 _LIMIT_KEYS = ("position_lower", "position_upper", "velocity", "acceleration", "jerk")
 
 
-class ArmConfigError(ValueError):
+class ArmConfigError(ConfigError):
     """An arm config is malformed; the message names the file and the offending key."""
 
-    def __init__(self, source: str | os.PathLike[str], key: str, problem: str) -> None:
-        self.source = str(source)
-        self.key = key
-        self.problem = problem
-        where = f"{self.source}: '{key}'" if key else self.source
-        super().__init__(f"arm config {where}: {problem}")
+    kind = "arm"
 
 
 @dataclass(frozen=True)
@@ -150,18 +146,8 @@ def parse_ik_params(data: Any, source: str, key: str = "ik") -> IKParams:
 def parse_arm_config(data: Any, source: str = "<dict>",
                      config_path: Path | None = None) -> ArmConfig:
     """Validate a parsed YAML mapping into an :class:`ArmConfig` (URDF checks come later)."""
-    _require(isinstance(data, dict), source, "", "the file must hold one YAML mapping")
-    for key in _REQUIRED:
-        _require(key in data, source, key, "missing required key")
-    unknown = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
-    _require(not unknown, source, unknown[0] if unknown else "",
-             f"unknown key (allowed: {', '.join(_REQUIRED + _OPTIONAL)})")
-    _require(data["schema"] == SCHEMA_VERSION, source, "schema",
-             f"unsupported schema version {data['schema']!r} (this release reads {SCHEMA_VERSION})")
-    arm_id = data["id"]
-    _require(isinstance(arm_id, str) and arm_id.replace("_", "").isalnum()
-             and arm_id == arm_id.lower(), source, "id",
-             f"expected a lower-case id like 'franka_panda', got {arm_id!r}")
+    arm_id = folders.check_header(data, source, (_REQUIRED, _OPTIONAL), SCHEMA_VERSION,
+                                  example_id="franka_panda", error=ArmConfigError)
     for key in ("urdf", "base_link", "flange_link"):
         _require(isinstance(data[key], str) and bool(data[key]), source, key,
                  "expected a non-empty string")

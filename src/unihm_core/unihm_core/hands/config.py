@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from unihm_core.config_folders import resolve_config_path
+from unihm_core.config_folders import ConfigError, check_header, resolve_config_path
 from unihm_core.se3 import FloatArray, pose_from_xyz_rpy
 
 SCHEMA_VERSION = 1
@@ -27,15 +27,10 @@ _OPTIONAL = ("wrist_from_base", "joint_limits", "joint_weights", "open_pose", "m
              "retargeting", "description")
 
 
-class HandConfigError(ValueError):
+class HandConfigError(ConfigError):
     """A hand config is malformed; the message names the file and the offending key."""
 
-    def __init__(self, source: str | os.PathLike[str], key: str, problem: str) -> None:
-        self.source = str(source)
-        self.key = key
-        self.problem = problem
-        where = f"{self.source}: '{key}'" if key else self.source
-        super().__init__(f"hand config {where}: {problem}")
+    kind = "hand"
 
 
 @dataclass(frozen=True)
@@ -138,18 +133,8 @@ def _keypoint(value: Any, name: str, source: str, key: str) -> Keypoint:
 def parse_hand_config(data: Any, source: str = "<dict>",
                       config_path: Path | None = None) -> HandConfig:
     """Validate a parsed YAML mapping into a :class:`HandConfig`."""
-    _require(isinstance(data, dict), source, "", "the file must hold one YAML mapping")
-    for key in _REQUIRED:
-        _require(key in data, source, key, "missing required key")
-    unknown = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
-    _require(not unknown, source, unknown[0] if unknown else "",
-             f"unknown key (allowed: {', '.join(_REQUIRED + _OPTIONAL)})")
-    _require(data["schema"] == SCHEMA_VERSION, source, "schema",
-             f"unsupported schema version {data['schema']!r} (this release reads {SCHEMA_VERSION})")
-    hand_id = data["id"]
-    _require(isinstance(hand_id, str) and hand_id.replace("_", "").isalnum()
-             and hand_id == hand_id.lower(), source, "id",
-             f"expected a lower-case id like 'xhand_right', got {hand_id!r}")
+    hand_id = check_header(data, source, (_REQUIRED, _OPTIONAL), SCHEMA_VERSION,
+        example_id="xhand_right", error=HandConfigError)
     _require(data["side"] in SIDES, source, "side",
              f"expected one of {', '.join(SIDES)}, got {data['side']!r}")
     _require(isinstance(data["urdf"], str) and data["urdf"], source, "urdf",
