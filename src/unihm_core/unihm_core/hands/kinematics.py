@@ -26,7 +26,7 @@ from unihm_core.hands.registry import get_hand_config
 from unihm_core.se3 import FloatArray, invert, skew
 
 WRIST_DOF = 6
-_CHUNK = 4096  # configurations per batched block: keeps Jacobian temporaries in cache-sized memory
+_CHUNK = 2048  # configurations per batched block: temporaries stay cache-sized (measured best)
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,8 @@ class _Joint:
     translation: FloatArray
     axis: FloatArray  # unit axis in the joint frame
     revolute: bool
-    skew: FloatArray
-    skew2: FloatArray
+    placement: FloatArray  # [rotation | translation], 3 x 4
+    motion: FloatArray  # [K | K^2 | axis] with K = [axis]x, 3 x 7
 
 
 def _urdf_mimics(urdf_text: str) -> dict[str, tuple[str, float, float]]:
@@ -192,8 +192,10 @@ class HandKinematics:
             axis = axis / np.linalg.norm(axis)
             k = skew(axis)
             placement = model.jointPlacements[i]
-            joints.append(_Joint(model.parents[i], placement.rotation.copy(),
-                                 placement.translation.copy(), axis, revolute, k, k @ k))
+            joints.append(_Joint(
+                model.parents[i], placement.rotation.copy(), placement.translation.copy(), axis,
+                revolute, np.hstack([placement.rotation, placement.translation[:, None]]),
+                np.hstack([k, k @ k, axis[:, None]])))
         self._joints: list[_Joint | None] = joints
         # support[k, j]: full joint j (0-based) moves keypoint k
         support = np.zeros((len(self._kp_joint), model.njoints - 1), dtype=bool)
@@ -266,32 +268,37 @@ class HandKinematics:
                            size=(n, self.dof))
 
     # ---------------------------------------------------------------------- batched kinematics
-    def _tree(self, q_full: FloatArray, need_axes: bool) -> tuple[FloatArray, FloatArray,
-                                                                   FloatArray | None]:
-        """Joint frames in the URDF root frame for a flat batch (N, n_full)."""
+    def _tree(self, q_full: FloatArray, root: FloatArray,
+              need_axes: bool) -> tuple[FloatArray, FloatArray, FloatArray | None]:
+        """Joint frames for a flat batch (N, n_full), the URDF root placed at ``root``.
+
+        ``root`` is (4, 4) or (N, 4, 4). Starting the chain at the world pose of the URDF root
+        makes every result world-frame without a per-configuration rotation at the end.
+        """
         n = q_full.shape[0]
         nj = len(self._joints)
         rot = np.empty((nj, n, 3, 3))
         pos = np.empty((nj, n, 3))
         axes = np.empty((nj - 1, n, 3)) if need_axes else None
-        rot[0] = np.eye(3)
-        pos[0] = 0.0
+        rot[0] = root[..., :3, :3]
+        pos[0] = root[..., :3, 3]
         for i in range(1, nj):
             jt = self._joints[i]
-            r_par = rot[jt.parent].reshape(n * 3, 3)
-            x = (r_par @ jt.rotation).reshape(n, 3, 3)
-            p = pos[jt.parent] + (r_par @ jt.translation).reshape(n, 3)
+            # two GEMMs per joint: [R_par @ R_place | R_par @ t_place], then x @ [K | K^2 | a]
+            placed = rot[jt.parent].reshape(n * 3, 3) @ jt.placement
+            x = placed[:, :3]
+            p = pos[jt.parent] + placed[:, 3].reshape(n, 3)
+            moved = x @ jt.motion
+            world_axis = moved[:, 6].reshape(n, 3)
             qi = q_full[:, i - 1]
-            flat_x = x.reshape(n * 3, 3)
-            world_axis = (flat_x @ jt.axis).reshape(n, 3)
             if jt.revolute:
                 s = np.sin(qi)[:, None, None]
                 c = (1.0 - np.cos(qi))[:, None, None]
-                rot[i] = x + s * (flat_x @ jt.skew).reshape(n, 3, 3) + \
-                    c * (flat_x @ jt.skew2).reshape(n, 3, 3)
+                rot[i] = x.reshape(n, 3, 3) + s * moved[:, 0:3].reshape(n, 3, 3) + \
+                    c * moved[:, 3:6].reshape(n, 3, 3)
                 pos[i] = p
             else:
-                rot[i] = x
+                rot[i] = x.reshape(n, 3, 3)
                 pos[i] = p + world_axis * qi[:, None]
             if axes is not None:
                 axes[i - 1] = world_axis
@@ -322,22 +329,20 @@ class HandKinematics:
             self._selections[key] = (pair_k, pair_f, scatter)
         return self._selections[key]
 
-    def _local_block(self, q: FloatArray, idx: np.ndarray,
-                     jacobian: bool) -> tuple[FloatArray, FloatArray | None]:
-        """Keypoints (N, K, 3) and d/dq (N, K, 3, dof) in the wrist frame for a flat block."""
+    def _block(self, q: FloatArray, root: FloatArray, idx: np.ndarray,
+               jacobian: bool) -> tuple[FloatArray, FloatArray | None]:
+        """Keypoints (N, K, 3) and d/dq (N, K, 3, dof) for a flat block, in the frame ``root``
+        (the URDF root's pose, (4, 4) or (N, 4, 4)) is expressed in."""
         n = q.shape[0]
         q_full = q @ self.mimic_matrix.T + self.mimic_offset
-        rot, pos, axes = self._tree(q_full, jacobian)
+        rot, pos, axes = self._tree(q_full, root, jacobian)
         joint = self._kp_joint[idx]
-        # keypoints in the URDF root frame, keypoint-major (K, N, 3)
         pts = pos[joint] + np.sum(rot[joint] * self._kp_offset[idx][:, None, None, :], axis=-1)
-        wr_rot, wr_t = self._wrist_from_root[:3, :3], self._wrist_from_root[:3, 3]
-        local = (pts.reshape(-1, 3) @ wr_rot.T + wr_t).reshape(len(idx), n, 3)
-        local = local.transpose(1, 0, 2)
+        points = pts.transpose(1, 0, 2)  # keypoint-major (K, N, 3) -> (N, K, 3)
         if not jacobian:
-            return local, None
+            return points, None
         pair_k, pair_f, scatter = self._selection(idx)
-        ax = axes[pair_f]  # (P, N, 3): joint axes in the root frame
+        ax = axes[pair_f]  # (P, N, 3)
         lev = pts[pair_k] - pos[pair_f + 1]
         cols = np.empty_like(ax)
         cols[..., 0] = ax[..., 1] * lev[..., 2] - ax[..., 2] * lev[..., 1]
@@ -345,10 +350,9 @@ class HandKinematics:
         cols[..., 2] = ax[..., 0] * lev[..., 1] - ax[..., 1] * lev[..., 0]
         prismatic = ~self._revolute[pair_f]
         cols[prismatic] = ax[prismatic]
-        cols = cols.reshape(-1, 3) @ wr_rot.T  # into the wrist frame
-        cols = cols.reshape(len(pair_k), n, 3).transpose(1, 2, 0).reshape(n * 3, -1)
+        cols = cols.transpose(1, 2, 0).reshape(n * 3, -1)
         jac_q = (cols @ scatter).reshape(n, 3, len(idx), self.dof).transpose(0, 2, 1, 3)
-        return local, jac_q
+        return points, jac_q
 
     def keypoints_local(self, q: ArrayLike, which: str | ArrayLike = "all") -> FloatArray:
         """Keypoints in the canonical wrist frame, (..., K, 3), for configurations (..., dof)."""
@@ -357,8 +361,8 @@ class HandKinematics:
         flat = q.reshape(-1, self.dof)
         out = np.empty((flat.shape[0], len(idx), 3))
         for start in range(0, flat.shape[0], _CHUNK):
-            out[start:start + _CHUNK] = self._local_block(flat[start:start + _CHUNK], idx,
-                                                          False)[0]
+            out[start:start + _CHUNK] = self._block(flat[start:start + _CHUNK],
+                                                    self._wrist_from_root, idx, False)[0]
         return out.reshape(*q.shape[:-1], len(idx), 3)
 
     def keypoints(self, wrist_pose: ArrayLike, q: ArrayLike,
@@ -385,16 +389,21 @@ class HandKinematics:
         n, k = q.shape[0], len(idx)
         points = np.empty((n, k, 3))
         jac = np.empty((n, k, 3, WRIST_DOF + self.dof))
+        root = wrist @ self._wrist_from_root  # world pose of the URDF root, per configuration
         for start in range(0, n, _CHUNK):
             sl = slice(start, start + _CHUNK)
-            local, jac_q = self._local_block(q[sl], idx, True)
-            block = np.empty((local.shape[0], k, 3, WRIST_DOF + self.dof))
-            block[..., :3] = np.eye(3)
-            block[..., 3:6] = -skew(local)
-            block[..., 6:] = jac_q
+            pts, jac_q = self._block(q[sl], root[sl], idx, True)
+            points[sl] = pts
             rot = wrist[sl, None, :3, :3]  # (B, 1, 3, 3)
-            points[sl] = (rot @ local[..., None])[..., 0] + wrist[sl, None, :3, 3]
-            jac[sl] = rot @ block
+            lever = pts - wrist[sl, None, :3, 3]
+            jac[sl, :, :, :3] = rot
+            # body-frame rotation about wrist axis r_j moves a point at lever d by r_j x d
+            for j in range(3):
+                r = rot[..., :, j]
+                jac[sl, :, 0, 3 + j] = r[..., 1] * lever[..., 2] - r[..., 2] * lever[..., 1]
+                jac[sl, :, 1, 3 + j] = r[..., 2] * lever[..., 0] - r[..., 0] * lever[..., 2]
+                jac[sl, :, 2, 3 + j] = r[..., 0] * lever[..., 1] - r[..., 1] * lever[..., 0]
+            jac[sl, :, :, 6:] = jac_q
         return points.reshape(*batch, k, 3), jac.reshape(*batch, k, 3, WRIST_DOF + self.dof)
 
     def _check_pose(self, pose: ArrayLike) -> FloatArray:
