@@ -261,3 +261,16 @@ def test_measure_ik_reports_speed_accuracy_and_unreachable() -> None:
     assert report["within_limits"] and report["unreachable_reported"]
     assert report["unreachable_min_position_error_m"] > 1.0
     assert report["frames_per_s"] > 0
+
+
+def test_joint_steps_report_jumps() -> None:
+    from unihm_core.arm.ik import TrajectoryIKResult
+
+    q = np.zeros((4, 7))
+    q[2, 3] = 1.0  # a jump in, and back out
+    ones = np.ones(4, dtype=bool)
+    result = TrajectoryIKResult(q, ones, np.zeros(4), np.zeros(4), np.ones(4, dtype=np.int64),
+                                ~ones)
+    np.testing.assert_allclose(result.joint_steps, [0.0, 0.0, 1.0, 1.0])
+    assert result.jump_frames(0.5).tolist() == [2, 3]
+    assert result.summary()["jump_frames"] == [2, 3]

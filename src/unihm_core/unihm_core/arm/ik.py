@@ -75,10 +75,29 @@ class TrajectoryIKResult:
         """Indices of the frames whose target was not reached."""
         return np.flatnonzero(~self.reached)
 
+    @property
+    def joint_steps(self) -> FloatArray:
+        """(N,) largest joint change from the previous frame (0 for the first), radians.
+
+        A warm start that a joint limit cuts off can slide to another IK branch, and a restart
+        lands on one: large steps show where the joint path is not continuous even though
+        every pose was reached (the time parametrization must not be fed such a path blindly).
+        """
+        steps = np.zeros(len(self))
+        if len(self) > 1:
+            steps[1:] = np.abs(np.diff(self.q, axis=0)).max(axis=1)
+        return steps
+
+    def jump_frames(self, threshold: float = 0.5) -> NDArray[np.int64]:
+        """Frames whose largest joint step exceeds ``threshold`` radians."""
+        return np.flatnonzero(self.joint_steps > threshold)
+
     def summary(self) -> dict[str, Any]:
         """Numbers worth logging: reach rate and the worst errors of the reached frames."""
         ok = self.reached
         return {
+            "max_joint_step_rad": float(self.joint_steps.max()) if len(self) else 0.0,
+            "jump_frames": self.jump_frames().tolist(),
             "frames": len(self),
             "reached_fraction": self.reached_fraction,
             "unreached_frames": self.unreached_frames.tolist(),
@@ -171,7 +190,7 @@ class ArmIK:
                 # The warm start can sit on an IK branch that joint limits cut off; random
                 # restarts find another branch (the joint path then jumps, which `restarted`
                 # reports) or confirm that the target is out of reach.
-                retry = self._solve_cold(world[i], q, first_attempt=False)
+                retry = self._solve_cold(world[i], q, first_attempt=False, near=True)
                 it += retry.iterations
                 closer = (retry.position_error / reach_p + retry.rotation_error / reach_r
                           < ep / reach_p + er / reach_r)
@@ -206,9 +225,12 @@ class ArmIK:
             poses = self.arm.world_from_base @ poses
         return [pin.SE3(pose) for pose in poses]
 
-    def _solve_cold(self, target: pin.SE3, q: FloatArray, first_attempt: bool = True
-                    ) -> IKResult:
+    def _solve_cold(self, target: pin.SE3, q: FloatArray, first_attempt: bool = True,
+                    near: bool = False) -> IKResult:
         """Descend from ``q`` (unless ``first_attempt`` is false), then from random starts.
+
+        With ``near``, restart k of n starts from ``q`` perturbed by k/n of the joint ranges, so
+        the first branch found is a close one and a trajectory jumps as little as it must.
 
         Returns the first attempt that reaches the target, else the attempt that ended
         closest (tolerance-weighted); ``q`` itself is not modified.
@@ -216,9 +238,14 @@ class ArmIK:
         p = self.params
         total = 0
         best: tuple[float, FloatArray, float, float, bool] | None = None
+        origin = q.copy()
         q = q.copy()
+        span = self._upper - self._lower
         for attempt in range(0 if first_attempt else 1, p.restarts + 1):
-            if attempt:
+            if attempt and near:
+                step = self._rng.normal(size=origin.shape) * span * (attempt / p.restarts)
+                q = np.clip(origin + step, self._lower, self._upper)
+            elif attempt:
                 q = self._rng.uniform(self._lower, self._upper)
             it, ep, er = self._descend(target, q, p.max_iterations)
             total += it
