@@ -131,3 +131,14 @@ def test_bad_wrist_poses_and_selections_are_rejected() -> None:
         hand.keypoints_local(hand.open_pose, [99])
     with pytest.raises(ValueError, match="unknown keypoint selection"):
         hand.keypoints_local(hand.open_pose, "knuckles")
+
+
+def test_single_configuration_path_matches_batched(hand) -> None:
+    rng = np.random.default_rng(RNG_SEED + 3)
+    q = hand.random_configurations(1, rng)[0]
+    wrist = _random_wrists(1, rng)[0]
+    idx = np.arange(hand.num_keypoints)
+    points, jac = hand.evaluate_one(wrist, q, idx)
+    ref_points, ref_jac = hand.keypoints_and_jacobians(wrist, q, "all")
+    np.testing.assert_allclose(points, ref_points, atol=1e-12)
+    np.testing.assert_allclose(jac, ref_jac, atol=1e-12)

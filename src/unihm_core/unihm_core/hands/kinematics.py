@@ -454,6 +454,31 @@ class HandKinematics:
                 jac[n, :, :, 3:6] = -wrist[n, :3, :3] @ skew(local)
         return points, jac
 
+    def evaluate_one(self, wrist_pose: FloatArray, q: FloatArray,
+                     idx: np.ndarray) -> tuple[FloatArray, FloatArray]:
+        """World keypoints (K, 3) and Jacobians (K, 3, 6 + dof) of ONE configuration.
+
+        For solver inner loops, where the batched path's per-call overhead dominates: no input
+        checks (validate once outside the loop), ``idx`` an integer array of keypoint indices.
+        """
+        model, data = self.model, self.data
+        pin.computeJointJacobians(model, data, self.mimic_matrix @ q + self.mimic_offset)
+        pin.updateFramePlacements(model, data)
+        frames = [self._kp_frame_ids[k] for k in idx]
+        p_root = np.array([data.oMf[f].translation for f in frames])
+        j_root = np.array([pin.getFrameJacobian(model, data, f, pin.LOCAL_WORLD_ALIGNED)[:3]
+                           for f in frames])
+        rot = wrist_pose[:3, :3]
+        rot_root = rot @ self._wrist_from_root[:3, :3]
+        t_root = rot @ self._wrist_from_root[:3, 3] + wrist_pose[:3, 3]
+        points = p_root @ rot_root.T + t_root
+        jac = np.empty((len(frames), 3, WRIST_DOF + self.dof))
+        jac[:, :, :3] = rot
+        lever = points - wrist_pose[:3, 3]
+        jac[:, :, 3:6] = -skew(lever) @ rot  # r_j x lever for each wrist axis r_j
+        jac[:, :, 6:] = rot_root @ (j_root @ self.mimic_matrix)
+        return points, jac
+
     def link_poses(self, q: ArrayLike) -> dict[str, FloatArray]:
         """Every URDF link's pose in the wrist frame for one configuration (for drawing)."""
         q_full = self.full_configuration(np.asarray(q).reshape(self.dof))
