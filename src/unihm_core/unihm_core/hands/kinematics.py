@@ -461,23 +461,43 @@ class HandKinematics:
         For solver inner loops, where the batched path's per-call overhead dominates: no input
         checks (validate once outside the loop), ``idx`` an integer array of keypoint indices.
         """
-        model, data = self.model, self.data
-        pin.computeJointJacobians(model, data, self.mimic_matrix @ q + self.mimic_offset)
-        pin.updateFramePlacements(model, data)
-        frames = [self._kp_frame_ids[k] for k in idx]
-        p_root = np.array([data.oMf[f].translation for f in frames])
-        j_root = np.array([pin.getFrameJacobian(model, data, f, pin.LOCAL_WORLD_ALIGNED)[:3]
-                           for f in frames])
+        self.prepare_one(q)
+        points = self.points_one(wrist_pose, idx)
+        return points, self.jacobians_one(wrist_pose, idx, points)
+
+    def prepare_one(self, q: FloatArray) -> None:
+        """Run pinocchio's kinematics for one configuration; :meth:`points_one` and
+        :meth:`jacobians_one` then read from it (so a solver can pick the rows it needs
+        after seeing the points)."""
+        pin.computeJointJacobians(self.model, self.data,
+                                  self.mimic_matrix @ q + self.mimic_offset)
+        pin.updateFramePlacements(self.model, self.data)
+
+    def points_one(self, wrist_pose: FloatArray, idx: np.ndarray) -> FloatArray:
+        """World keypoints (K, 3) of the configuration given to :meth:`prepare_one`."""
+        o_mf = self.data.oMf
+        p_root = np.array([o_mf[self._kp_frame_ids[k]].translation for k in idx])
         rot = wrist_pose[:3, :3]
         rot_root = rot @ self._wrist_from_root[:3, :3]
         t_root = rot @ self._wrist_from_root[:3, 3] + wrist_pose[:3, 3]
-        points = p_root @ rot_root.T + t_root
-        jac = np.empty((len(frames), 3, WRIST_DOF + self.dof))
+        return p_root @ rot_root.T + t_root if len(idx) else np.zeros((0, 3))
+
+    def jacobians_one(self, wrist_pose: FloatArray, idx: np.ndarray,
+                      points: FloatArray) -> FloatArray:
+        """Jacobians (K, 3, 6 + dof) of keypoints ``idx`` at world ``points`` (from
+        :meth:`points_one`) for the configuration given to :meth:`prepare_one`."""
+        jac = np.empty((len(idx), 3, WRIST_DOF + self.dof))
+        if not len(idx):
+            return jac
+        model, data = self.model, self.data
+        j_root = np.array([pin.getFrameJacobian(model, data, self._kp_frame_ids[k],
+                                                pin.LOCAL_WORLD_ALIGNED)[:3] for k in idx])
+        rot = wrist_pose[:3, :3]
+        rot_root = rot @ self._wrist_from_root[:3, :3]
         jac[:, :, :3] = rot
-        lever = points - wrist_pose[:3, 3]
-        jac[:, :, 3:6] = -skew(lever) @ rot  # r_j x lever for each wrist axis r_j
+        jac[:, :, 3:6] = -skew(points - wrist_pose[:3, 3]) @ rot  # r_j x lever, wrist axis r_j
         jac[:, :, 6:] = rot_root @ (j_root @ self.mimic_matrix)
-        return points, jac
+        return jac
 
     def link_poses(self, q: ArrayLike) -> dict[str, FloatArray]:
         """Every URDF link's pose in the wrist frame for one configuration (for drawing)."""
