@@ -1,0 +1,284 @@
+"""Frame-by-frame Gauss-Newton / Levenberg-Marquardt refinement (paper Algorithm 1, eqs. 17-18).
+
+The variable of frame t is the hand pose: a body-frame wrist twist (applied as
+``T <- T @ exp(xi)``, the Jacobian convention of :mod:`unihm_core.hands.kinematics`) and the
+actuated finger joints. Priors on the wrist use the SE(3) logarithm of the relative pose, whose
+derivative is taken as the identity (exact at the solution of the generative prior, first-order
+elsewhere); priors on the fingers are linear as in the paper.
+
+Per iteration: fingertips and link points by forward kinematics, mapped into the object frame
+with T_tar(t)^-1; nearest neighbours with normals (frozen for the step); signed point-to-plane
+distances; residuals and their Jacobians (eq. B19); the LM normal equations; a step projected
+into the joint limits; accepted only if the (freshly re-associated) energy decreases.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import pinocchio as pin
+from numpy.typing import NDArray
+
+from unihm_core.hands.kinematics import WRIST_DOF, HandKinematics, hand_kinematics
+from unihm_core.se3 import invert
+from unihm_refiner.config import RefinerConfig, load_refiner_config
+from unihm_refiner.energies import kernel, kernel_slope, penetration_kernel, residuals
+
+FloatArray = NDArray[np.float64]
+TERMS = ("contact", "gen", "vel", "acc", "total")
+
+
+class Surface(Protocol):
+    """What the solver needs of an object: nearest surface points with outward normals."""
+
+    def nearest(self, x: FloatArray) -> tuple[FloatArray, FloatArray, np.ndarray]: ...
+
+
+@dataclass
+class RefineResult:
+    """A refined trajectory and what the solver did, frame by frame."""
+
+    hand_id: str
+    wrist_poses: FloatArray  # (T, 4, 4)
+    q: FloatArray  # (T, dof)
+    energy_before: dict[str, FloatArray]  # term -> (T,), at the generated poses
+    energy_after: dict[str, FloatArray]  # term -> (T,), at the refined poses
+    iterations: NDArray[np.int64]  # (T,) steps tried (accepted + rejected)
+    accepted: NDArray[np.int64]  # (T,) accepted steps
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def frames_per_second(self) -> float:
+        return len(self.q) / self.seconds if self.seconds > 0 else float("inf")
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """What stays fixed while one frame is refined."""
+
+    pose_gen: FloatArray
+    q_gen: FloatArray
+    obj_inv: FloatArray
+    gen_inv: FloatArray
+    prev_inv: FloatArray
+    q_prev: FloatArray
+    prev_vel: FloatArray  # (q_{t-1} - q_{t-2}) over (wrist twist, fingers)
+    points: np.ndarray  # keypoint indices checked this frame: fingertips first
+    pull: np.ndarray  # (len(points),) bool: pulled onto the surface (else only kept out)
+
+
+@dataclass(frozen=True)
+class _State:
+    """One evaluated candidate: pose, residuals with Jacobian, prior errors, energies."""
+
+    pose: FloatArray
+    q: FloatArray
+    r: FloatArray
+    jac: FloatArray
+    e_gen: FloatArray
+    e_vel: FloatArray
+    e_acc: FloatArray
+    terms: tuple[float, float, float, float]  # contact, gen, vel, acc
+    energy: float
+
+
+def _log6(pose_a_inv: FloatArray, pose_b: FloatArray) -> FloatArray:
+    """log of the relative pose a^-1 b as (v, w): the body-frame twist from a to b."""
+    return pin.log6(pin.SE3(pose_a_inv @ pose_b)).vector
+
+
+class Refiner:
+    """Refines generated trajectories of one hand type against an object (see module doc)."""
+
+    def __init__(self, hand: str | HandKinematics, config: RefinerConfig | None = None) -> None:
+        self.kin = hand_kinematics(hand) if isinstance(hand, str) else hand
+        self.config = config or load_refiner_config()
+        kin, cfg = self.kin, self.config
+        self.tips = np.array(kin.fingertip_indices)
+        if cfg.contact.penetration_points == "all":
+            others = [i for i in range(kin.num_keypoints) if i not in kin.fingertip_indices]
+        else:
+            others = []
+        self.points = np.concatenate([self.tips, np.array(others, dtype=int)]).astype(int)
+        self.n_tips = len(self.tips)
+        n = WRIST_DOF + kin.dof
+        self.w_gen = cfg.gen.diagonal(kin.weights)
+        self.w_vel = cfg.vel.diagonal(kin.weights)
+        self.w_acc = cfg.acc.diagonal(kin.weights)
+        self.w_sum = self.w_gen + self.w_vel + self.w_acc
+        # fingers only: the wrist columns are removed from the system
+        self.free = np.arange(WRIST_DOF, n) if cfg.solver.fingers_only else np.arange(n)
+
+    # ------------------------------------------------------------------------------ checks
+    def _check(self, wrist_poses: FloatArray, q: FloatArray,
+               target_poses: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        wrist_poses = np.asarray(wrist_poses, dtype=np.float64)
+        q = np.asarray(q, dtype=np.float64)
+        target_poses = np.asarray(target_poses, dtype=np.float64)
+        hand = self.kin.hand_id
+        if q.ndim != 2 or q.shape[1] != self.kin.dof:
+            raise ValueError(f"{hand}: joints must have shape (T, {self.kin.dof}), got {q.shape}")
+        frames = q.shape[0]
+        if frames == 0:
+            raise ValueError(f"{hand}: the trajectory has no frames")
+        if wrist_poses.shape != (frames, 4, 4):
+            raise ValueError(f"{hand}: wrist poses must have shape ({frames}, 4, 4) to match "
+                             f"{frames} joint frames, got {wrist_poses.shape}")
+        if target_poses.shape != (frames, 4, 4):
+            raise ValueError(f"object target poses must have shape ({frames}, 4, 4), one per "
+                             f"frame, got {target_poses.shape}")
+        for name, array in (("joints", q), ("wrist poses", wrist_poses),
+                            ("object target poses", target_poses)):
+            bad = np.flatnonzero(~np.isfinite(array.reshape(frames, -1)).all(axis=1))
+            if bad.size:
+                raise ValueError(f"{hand}: {name} are not finite at frame(s) "
+                                 f"{bad[:10].tolist()}")
+        return wrist_poses, q, target_poses
+
+    # --------------------------------------------------------------------------- energies
+    def _contact(self, surface: Surface, pose: FloatArray, q: FloatArray,
+                 frame: _Frame) -> tuple[float, FloatArray, FloatArray]:
+        """Contact energy, residuals (M,) and their Jacobian (M, 6 + dof) at one pose."""
+        c = self.config.contact
+        kin = self.kin
+        kin.prepare_one(q)
+        pts = kin.points_one(pose, frame.points)
+        rot = frame.obj_inv[:3, :3]
+        x = pts @ rot.T + frame.obj_inv[:3, 3]
+        near, normals, _ = surface.nearest(x)
+        d = np.einsum("ij,ij->i", normals, x - near)
+        pull = frame.pull
+        # rows with a residual: pulled fingertips, and points inside the object; the others
+        # are zero with a zero Jacobian (f = f' = 0 outside for the penetration kernel)
+        rows = pull | (d < 0.0)
+        d, pull = d[rows], pull[rows]
+        f = np.empty_like(d)
+        slope = np.empty_like(d)
+        f[pull], slope[pull] = kernel(d[pull], c.alpha, c.k), kernel_slope(d[pull], c.alpha, c.k)
+        f[~pull], slope[~pull] = penetration_kernel(d[~pull], c.alpha, c.k)
+        r, dr = residuals(f, slope, c.lambda_c, c.epsilon)
+        jac = kin.jacobians_one(pose, frame.points[rows], pts[rows])
+        # dd/dx_world = n^T R_obj^-1; rows of J_r are dr * n^T R^-1 J
+        grad = (normals[rows] @ rot)[:, None, :] @ jac
+        return float(c.lambda_c * f.sum()), r, dr[:, None] * grad[:, 0, :]
+
+    def _evaluate(self, frame: _Frame, surface: Surface, pose: FloatArray,
+                  q: FloatArray) -> _State:
+        """Energy terms, contact residuals/Jacobian and prior errors at one candidate pose."""
+        e_c, r, jac = self._contact(surface, pose, q, frame)
+        n = WRIST_DOF + self.kin.dof
+        e_gen, e_vel = np.empty(n), np.empty(n)
+        e_gen[:6] = _log6(frame.gen_inv, pose)
+        e_gen[6:] = q - frame.q_gen
+        e_vel[:6] = _log6(frame.prev_inv, pose)
+        e_vel[6:] = q - frame.q_prev
+        e_acc = e_vel - frame.prev_vel
+        terms = (e_c, 0.5 * float(self.w_gen @ (e_gen * e_gen)),
+                 0.5 * float(self.w_vel @ (e_vel * e_vel)),
+                 0.5 * float(self.w_acc @ (e_acc * e_acc)))
+        return _State(pose, q, r, jac, e_gen, e_vel, e_acc, terms, sum(terms))
+
+    def _refine_frame(self, frame: _Frame, surface: Surface) -> tuple[_State, _State, int, int]:
+        """LM iterations of one frame from its generated pose: (start, end, tried, accepted)."""
+        s = self.config.solver
+        free = self.free
+        state = start = self._evaluate(frame, surface, frame.pose_gen, frame.q_gen)
+        lam, tried, accepted = s.lambda_init, 0, 0
+        while tried < s.max_iterations:
+            tried += 1
+            jr = state.jac[:, free]
+            lhs = jr.T @ jr
+            lhs[np.diag_indices(len(free))] += self.w_sum[free] + lam
+            rhs = -(jr.T @ state.r + (self.w_gen * state.e_gen + self.w_vel * state.e_vel
+                                      + self.w_acc * state.e_acc)[free])
+            step = np.zeros(WRIST_DOF + self.kin.dof)
+            step[free] = np.linalg.solve(lhs, rhs)
+            pose = state.pose if s.fingers_only else \
+                state.pose @ pin.exp6(pin.Motion(step[:6])).homogeneous
+            q = state.q + step[6:]
+            if s.joint_limits:
+                q = np.clip(q, self.kin.lower, self.kin.upper)
+            candidate = self._evaluate(frame, surface, pose, q)
+            if candidate.energy < state.energy:
+                decrease = (state.energy - candidate.energy) / max(state.energy, 1e-300)
+                state = candidate
+                accepted += 1
+                lam = max(lam / s.lambda_down, 1e-12)
+                if decrease < s.tolerance:
+                    break
+            else:
+                lam *= s.lambda_up
+                if lam > s.lambda_max:
+                    break
+        return start, state, tried, accepted
+
+    # ------------------------------------------------------------------------------ refine
+    def refine(self, wrist_poses: FloatArray, q: FloatArray, surface: Surface,
+               target_poses: FloatArray) -> RefineResult:
+        """Refine a generated trajectory (T frames) against ``surface`` moving along
+        ``target_poses`` (object poses in the world, one per frame)."""
+        wrist_poses, q_gen, target_poses = self._check(wrist_poses, q, target_poses)
+        clock = time.perf_counter()
+        frames = q_gen.shape[0]
+        obj_inv = invert(target_poses)
+        gen_inv = invert(wrist_poses)
+        out_pose, out_q = wrist_poses.copy(), q_gen.copy()
+        before = {t: np.zeros(frames) for t in TERMS}
+        after = {t: np.zeros(frames) for t in TERMS}
+        tried = np.zeros(frames, dtype=np.int64)
+        accepted = np.zeros(frames, dtype=np.int64)
+        points, pull = self._select_points(surface, wrist_poses, q_gen, obj_inv)
+        # boundary priors: q_-2 = q_-1 = q_0^gen
+        prev_pose, prev_q = [wrist_poses[0]] * 2, [q_gen[0]] * 2  # (t-2, t-1)
+        for t in range(frames):
+            frame = _Frame(
+                pose_gen=wrist_poses[t], q_gen=q_gen[t], obj_inv=obj_inv[t], gen_inv=gen_inv[t],
+                prev_inv=invert(prev_pose[1]), q_prev=prev_q[1],
+                prev_vel=np.concatenate([_log6(invert(prev_pose[0]), prev_pose[1]),
+                                         prev_q[1] - prev_q[0]]),
+                points=points[t], pull=pull[t])
+            start, end, tried[t], accepted[t] = self._refine_frame(frame, surface)
+            for name, a, b in zip(TERMS, (*start.terms, start.energy),
+                                  (*end.terms, end.energy), strict=True):
+                before[name][t], after[name][t] = a, b
+            out_pose[t], out_q[t] = end.pose, end.q
+            prev_pose, prev_q = [prev_pose[1], end.pose], [prev_q[1], end.q]
+        return RefineResult(self.kin.hand_id, out_pose, out_q, before, after, tried, accepted,
+                            time.perf_counter() - clock)
+
+    def _select_points(self, surface: Surface, wrist_poses: FloatArray, q_gen: FloatArray,
+                       obj_inv: FloatArray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per frame, decided once at the generated poses (one batched pass): which fingertips
+        are pulled onto the surface (within ``attract_within``) and which other points are
+        close enough (``penetration_margin``) to be kept out; far points cannot reach the
+        object in the small steps the priors allow, and skipping them keeps frames cheap."""
+        c = self.config.contact
+        world = self.kin.keypoints(wrist_poses, q_gen, self.points)  # (T, M, 3)
+        x = np.einsum("tij,tmj->tmi", obj_inv[:, :3, :3], world) + obj_inv[:, None, :3, 3]
+        near, normals, _ = surface.nearest(x.reshape(-1, 3))
+        d = np.einsum("ij,ij->i", normals, x.reshape(-1, 3) - near).reshape(x.shape[:2])
+        tips = d[:, :self.n_tips]
+        attract = np.ones_like(tips, dtype=bool) if c.attract_within is None else \
+            tips < c.attract_within
+        keep = d < c.penetration_margin
+        keep[:, :self.n_tips] = True
+        points = [self.points[k] for k in keep]
+        pull = [np.concatenate([a, np.zeros(int(k.sum()) - self.n_tips, dtype=bool)])
+                for a, k in zip(attract, keep, strict=True)]
+        return points, pull
+
+
+def refine_many(jobs: list[tuple[str, FloatArray, FloatArray, Surface, FloatArray]],
+                config: RefinerConfig | None = None) -> list[RefineResult]:
+    """Several hands or sequences in one call: (hand id, wrist poses, q, surface, targets)."""
+    refiners: dict[str, Refiner] = {}
+    results = []
+    for hand_id, wrist_poses, q, surface, targets in jobs:
+        if hand_id not in refiners:
+            refiners[hand_id] = Refiner(hand_id, config)
+        results.append(refiners[hand_id].refine(wrist_poses, q, surface, targets))
+    return results
