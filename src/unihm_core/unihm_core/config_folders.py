@@ -53,14 +53,29 @@ def peek_id(path: Path, error: ErrorFactory) -> str:
     return data["id"]
 
 
+_INDEX_CACHE: dict[tuple[object, ...], dict[str, Path]] = {}
+
+
 def index_configs(dirs: list[Path], error: ErrorFactory) -> dict[str, Path]:
-    """Id -> config file over ``dirs`` in order (later folders override earlier ones)."""
+    """Id -> config file over ``dirs`` in order (later folders override earlier ones).
+
+    Re-read only when a file is added, removed or modified (keyed on paths, sizes and
+    modification times), so looking a hand up in a loop costs a few ``stat`` calls."""
+    files = [sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) if folder.is_dir() else []
+             for folder in dirs]
+    stats = [(str(p), p.stat().st_mtime_ns, p.stat().st_size) for group in files for p in group]
+    signature = (tuple(map(str, dirs)), *stats)
+    if signature not in _INDEX_CACHE:
+        _INDEX_CACHE.clear()
+        _INDEX_CACHE[signature] = _index(files, error)
+    return dict(_INDEX_CACHE[signature])
+
+
+def _index(files: list[list[Path]], error: ErrorFactory) -> dict[str, Path]:
     found: dict[str, Path] = {}
-    for folder in dirs:
-        if not folder.is_dir():
-            continue
+    for group in files:
         in_folder: dict[str, Path] = {}
-        for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+        for path in group:
             config_id = peek_id(path, error)
             if config_id in in_folder:
                 raise error(path, "id", f"'{config_id}' is also defined by "

@@ -3,7 +3,13 @@
 ``d`` is the signed point-to-plane distance of a point to the object surface (metres, negative
 inside). ``f`` is quadratic outside (pulling a fingertip onto the surface) and grows
 exponentially inside (pushing it out), with ``f(0) = f'(0) = 0`` and ``f''(0) = alpha`` on both
-sides, so Gauss-Newton sees one smooth convex function.
+sides, so Gauss-Newton sees one smooth convex function. Points that must stay out of the object
+without being pulled onto it (links, fingertips away from contact) use the inside branch only,
+which is still C1 at 0.
+
+Both branches are evaluated without ``where``: with ``i = min(d, 0)`` and ``o = max(d, 0)``,
+``alpha/2 o^2 + alpha/k^2 (exp(-k i) + k i - 1)`` is each branch on its side (the other term
+vanishes), which keeps the per-frame solver free of masked copies.
 """
 
 from __future__ import annotations
@@ -14,26 +20,26 @@ from numpy.typing import ArrayLike, NDArray
 FloatArray = NDArray[np.float64]
 
 
-def kernel(d: ArrayLike, alpha: float, k: float) -> FloatArray:
-    """f(d) of eq. 12: alpha/2 d^2 outside, alpha/k^2 (exp(-k d) + k d - 1) inside."""
+def kernel_and_slope(d: ArrayLike, alpha: float, k: float,
+                     pull: ArrayLike | bool = True) -> tuple[FloatArray, FloatArray]:
+    """f(d) of eq. 12 and f'(d); where ``pull`` is false the outside branch is dropped."""
     d = np.asarray(d, dtype=np.float64)
-    inside = np.minimum(d, 0.0)  # exp only of the inside part: no overflow far outside
-    return np.where(d >= 0.0, 0.5 * alpha * d * d,
-                    alpha / (k * k) * (np.exp(-k * inside) + k * inside - 1.0))
+    inside = np.minimum(d, 0.0)
+    outside = np.maximum(d, 0.0) * pull
+    e = np.exp(-k * inside)
+    f = (0.5 * alpha) * outside * outside + (alpha / (k * k)) * (e + k * inside - 1.0)
+    slope = alpha * outside + (alpha / k) * (1.0 - e)
+    return f, slope
+
+
+def kernel(d: ArrayLike, alpha: float, k: float) -> FloatArray:
+    """f(d): alpha/2 d^2 outside, alpha/k^2 (exp(-k d) + k d - 1) inside."""
+    return kernel_and_slope(d, alpha, k)[0]
 
 
 def kernel_slope(d: ArrayLike, alpha: float, k: float) -> FloatArray:
     """f'(d): alpha d outside, alpha/k (1 - exp(-k d)) inside."""
-    d = np.asarray(d, dtype=np.float64)
-    inside = np.minimum(d, 0.0)
-    return np.where(d >= 0.0, alpha * d, alpha / k * (1.0 - np.exp(-k * inside)))
-
-
-def penetration_kernel(d: ArrayLike, alpha: float, k: float) -> tuple[FloatArray, FloatArray]:
-    """The inside branch only (zero outside): for points that may not enter the object but
-    need not touch it (links, or fingertips away from contact). Still C1 at 0."""
-    d = np.minimum(np.asarray(d, dtype=np.float64), 0.0)
-    return kernel(d, alpha, k), kernel_slope(d, alpha, k)
+    return kernel_and_slope(d, alpha, k)[1]
 
 
 def residuals(f: FloatArray, slope: FloatArray, lambda_c: float,

@@ -273,6 +273,12 @@ class ObjectModel:
         return (self.points[idx].reshape(*batch, 3), self.normals[idx].reshape(*batch, 3),
                 idx.reshape(batch))
 
+    def nearest_unchecked(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Nearest samples and normals of float64 queries (M, 3), without input checks: the
+        refiner's inner loop, whose queries come from forward kinematics it already checked."""
+        idx = self._tree.query(x, k=1)[1]
+        return self.points[idx], self.normals[idx]
+
     def point_to_plane(self, x: ArrayLike) -> FloatArray:
         """Signed distance (...) to the nearest sample's tangent plane, negative inside."""
         arr = np.asarray(x, dtype=np.float64)

@@ -25,16 +25,19 @@ from numpy.typing import NDArray
 from unihm_core.hands.kinematics import WRIST_DOF, HandKinematics, hand_kinematics
 from unihm_core.se3 import invert
 from unihm_refiner.config import RefinerConfig, load_refiner_config
-from unihm_refiner.energies import kernel, kernel_slope, penetration_kernel, residuals
+from unihm_refiner.energies import kernel_and_slope, residuals
 
 FloatArray = NDArray[np.float64]
 TERMS = ("contact", "gen", "vel", "acc", "total")
 
 
 class Surface(Protocol):
-    """What the solver needs of an object: nearest surface points with outward normals."""
+    """What the solver needs of an object (``ObjectModel`` is one): nearest surface samples
+    with outward normals, checked for whole batches and unchecked for inner loops."""
 
     def nearest(self, x: FloatArray) -> tuple[FloatArray, FloatArray, np.ndarray]: ...
+
+    def nearest_unchecked(self, x: FloatArray) -> tuple[FloatArray, FloatArray]: ...
 
 
 @dataclass
@@ -149,17 +152,13 @@ class Refiner:
         pts = kin.points_one(pose, frame.points)
         rot = frame.obj_inv[:3, :3]
         x = pts @ rot.T + frame.obj_inv[:3, 3]
-        near, normals, _ = surface.nearest(x)
+        near, normals = surface.nearest_unchecked(x)
         d = np.einsum("ij,ij->i", normals, x - near)
         pull = frame.pull
         # rows with a residual: pulled fingertips, and points inside the object; the others
         # are zero with a zero Jacobian (f = f' = 0 outside for the penetration kernel)
         rows = pull | (d < 0.0)
-        d, pull = d[rows], pull[rows]
-        f = np.empty_like(d)
-        slope = np.empty_like(d)
-        f[pull], slope[pull] = kernel(d[pull], c.alpha, c.k), kernel_slope(d[pull], c.alpha, c.k)
-        f[~pull], slope[~pull] = penetration_kernel(d[~pull], c.alpha, c.k)
+        f, slope = kernel_and_slope(d[rows], c.alpha, c.k, pull[rows])
         r, dr = residuals(f, slope, c.lambda_c, c.epsilon)
         jac = kin.jacobians_one(pose, frame.points[rows], pts[rows])
         # dd/dx_world = n^T R_obj^-1; rows of J_r are dr * n^T R^-1 J
