@@ -1,0 +1,166 @@
+"""``unihm bench refiner``: the refiner against a generic least-squares solver on one grasp.
+
+The baseline minimizes the very same per-frame energy with ``scipy.optimize.least_squares``
+(finite-difference Jacobian), frame by frame, with the priors taken from its own previous
+solutions and the same points selected per frame. Method "trf": it is the scipy method that
+honours bounds, so its solutions stay within the joint limits the refiner projects onto ("lm"
+would have to leave them unconstrained, a different problem). Its ``ftol`` is the refiner's
+``solver.tolerance``: both stop when an iteration lowers the energy by less than that fraction.
+
+The residual vector has a fixed length, which ``least_squares`` needs: every selected point
+gives a residual, zero when it is outside the object and not pulled (where the kernel is 0), so
+``0.5 |res|^2`` equals the refiner's total energy.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import pinocchio as pin
+from numpy.typing import NDArray
+from scipy.optimize import least_squares
+
+from unihm_core.hands.kinematics import WRIST_DOF
+from unihm_core.se3 import invert
+from unihm_refiner.energies import kernel_and_slope, residuals
+from unihm_refiner.metrics import trajectory_metrics
+from unihm_refiner.scenario import Scenario, grasp_scenario
+from unihm_refiner.solver import Refiner, Surface, _Frame, _log6
+
+FloatArray = NDArray[np.float64]
+HAND, OBJECT = "xhand_right", "006_mustard_bottle"
+
+
+def frame_residuals(refiner: Refiner, frame: _Frame, surface: Surface, pose: FloatArray,
+                    q: FloatArray) -> FloatArray:
+    """The refiner's frame energy as one residual vector: contact residuals over every point
+    of the frame, then sqrt(W) times the gen, vel and acc prior errors."""
+    c = refiner.config.contact
+    kin = refiner.kin
+    kin.prepare_one(q)
+    pts = kin.points_one(pose, frame.points)
+    x = pts @ frame.obj_inv[:3, :3].T + frame.obj_inv[:3, 3]
+    near, normals = surface.nearest_unchecked(x)
+    d = np.einsum("ij,ij->i", normals, x - near)
+    f, slope = kernel_and_slope(d, c.alpha, c.k, frame.pull)
+    r = residuals(f, slope, c.lambda_c, c.epsilon)[0]
+    e_gen = np.concatenate([_log6(frame.gen_inv, pose), q - frame.q_gen])
+    e_vel = np.concatenate([_log6(frame.prev_inv, pose), q - frame.q_prev])
+    e_acc = e_vel - frame.prev_vel
+    return np.concatenate([r, np.sqrt(refiner.w_gen) * e_gen, np.sqrt(refiner.w_vel) * e_vel,
+                           np.sqrt(refiner.w_acc) * e_acc])
+
+
+def scipy_refine(refiner: Refiner, wrist_poses: FloatArray, q_gen: FloatArray,
+                 surface: Surface, target_poses: FloatArray) -> dict[str, Any]:
+    """The baseline over a whole trajectory: poses, joints, per-frame final energies, time."""
+    kin, cfg = refiner.kin, refiner.config
+    clock = time.perf_counter()
+    frames = len(q_gen)
+    obj_inv, gen_inv = invert(target_poses), invert(wrist_poses)
+    points, pull = refiner._select_points(surface, wrist_poses, q_gen, obj_inv)
+    free = refiner.free
+    lower = np.concatenate([np.full(WRIST_DOF, -np.inf), kin.lower])
+    upper = np.concatenate([np.full(WRIST_DOF, np.inf), kin.upper])
+    if not cfg.solver.joint_limits:
+        lower[:], upper[:] = -np.inf, np.inf
+    out_pose, out_q = wrist_poses.copy(), q_gen.copy()
+    energy = np.zeros(frames)
+    evaluations, jacobians = np.zeros(frames, dtype=np.int64), np.zeros(frames, dtype=np.int64)
+    prev_pose, prev_q = [wrist_poses[0]] * 2, [q_gen[0]] * 2
+    for t in range(frames):
+        frame = _Frame(
+            pose_gen=wrist_poses[t], q_gen=q_gen[t], obj_inv=obj_inv[t], gen_inv=gen_inv[t],
+            prev_inv=invert(prev_pose[1]), q_prev=prev_q[1],
+            prev_vel=np.concatenate([_log6(invert(prev_pose[0]), prev_pose[1]),
+                                     prev_q[1] - prev_q[0]]),
+            points=points[t], pull=pull[t])
+
+        def unpack(x: FloatArray, frame: _Frame = frame) -> tuple[FloatArray, FloatArray]:
+            full = np.zeros(WRIST_DOF + kin.dof)
+            full[free] = x
+            pose = frame.pose_gen @ pin.exp6(pin.Motion(full[:WRIST_DOF])).homogeneous
+            return pose, frame.q_gen + full[WRIST_DOF:]
+
+        def fun(x: FloatArray, frame: _Frame = frame) -> FloatArray:
+            return frame_residuals(refiner, frame, surface, *unpack(x))
+
+        # x is the offset from the generated pose; generated joints outside the limits are
+        # first clipped (the refiner's first step does the same)
+        x_lo = lower[free] - np.concatenate([np.zeros(WRIST_DOF), q_gen[t]])[free]
+        x_hi = upper[free] - np.concatenate([np.zeros(WRIST_DOF), q_gen[t]])[free]
+        x0 = np.clip(np.zeros(len(free)), x_lo, x_hi)
+        sol = least_squares(fun, x0, jac="2-point", method="trf", bounds=(x_lo, x_hi),
+                            ftol=cfg.solver.tolerance)
+        pose, q = unpack(sol.x)
+        energy[t] = refiner._evaluate(frame, surface, pose, q).energy
+        evaluations[t], jacobians[t] = sol.nfev, sol.njev
+        out_pose[t], out_q[t] = pose, q
+        prev_pose, prev_q = [prev_pose[1], pose], [prev_q[1], q]
+    seconds = time.perf_counter() - clock
+    return {"wrist_poses": out_pose, "q": out_q, "energy": energy, "nfev": evaluations,
+            "njev": jacobians, "seconds": seconds, "fps": frames / seconds}
+
+
+def _summary(s: Scenario, wrist: FloatArray, q: FloatArray) -> dict[str, float]:
+    m = trajectory_metrics(s.hand_id, wrist, q, s.surface, s.target_poses,
+                           reference_joints=s.q, reference_wrist_poses=s.wrist_poses, fps=s.fps)
+    return {"penetration_mean_mm": m["penetration_mean_mm"],
+            "penetration_max_mm": m["penetration_max_mm"],
+            "contact_ratio": m["contact_ratio"],
+            "jitter_mean_rad_s2": m["jitter_mean"],
+            "joint_dev_mean_rad": m["joint_dev_mean_rad"],
+            "joint_dev_max_rad": m["joint_dev_max_rad"],
+            "wrist_trans_dev_mean_mm": m["wrist_trans_dev_mean_mm"],
+            "joint_err_vs_clean_mean_rad": float(np.abs(q - s.clean_q).mean())}
+
+
+def _log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def run_refiner_benchmark(quick: bool = False) -> dict:
+    """Refiner frames/s (best of 3; quick: 1 run on 40 frames), the scipy baseline on the
+    same energy, and the plausibility metrics before/after (see the module doc)."""
+    frames, repeats = (40, 1) if quick else (120, 3)
+    _log(f"scenario: {HAND} grasping {OBJECT}, {frames} frames, 2048 surface points")
+    s = grasp_scenario(HAND, OBJECT, frames=frames, n_points=2048)
+    refiner = Refiner(HAND)
+    best = None
+    for i in range(repeats):
+        _log(f"refiner run {i + 1}/{repeats}")
+        result = refiner.refine(s.wrist_poses, s.q, s.surface, s.target_poses)
+        if best is None or result.seconds < best.seconds:
+            best = result
+    assert best is not None
+    _log("scipy least_squares (trf, 2-point Jacobian) on the same energy")
+    base = scipy_refine(refiner, s.wrist_poses, s.q, s.surface, s.target_poses)
+    before = _summary(s, s.wrist_poses, s.q)
+    after = _summary(s, best.wrist_poses, best.q)
+    after_scipy = _summary(s, base["wrist_poses"], base["q"])
+    energy_refiner = float(best.energy_after["total"].sum())
+    energy_scipy = float(base["energy"].sum())
+    jitter_cut = 100.0 * (1.0 - after["jitter_mean_rad_s2"] / before["jitter_mean_rad_s2"])
+    return {
+        "hand": HAND, "object": OBJECT, "frames": frames, "surface_points": 2048,
+        "refiner_fps": round(best.frames_per_second, 1),
+        "refiner_iterations_mean": round(float(best.iterations.mean()), 2),
+        "scipy_fps": round(base["fps"], 1),
+        "scipy_evaluations_mean": round(float(base["nfev"].mean()), 1),
+        "scipy_jacobians_mean": round(float(base["njev"].mean()), 1),
+        "scipy_method": "trf, jac=2-point, ftol=solver.tolerance, joint-limit bounds",
+        "speedup": round(best.frames_per_second / base["fps"], 1),
+        "energy_before": round(float(best.energy_before["total"].sum()), 2),
+        "energy_refiner": round(energy_refiner, 3),
+        "energy_scipy": round(energy_scipy, 3),
+        "energy_ratio": round(energy_refiner / energy_scipy, 3),
+        "jitter_reduction_pct": round(jitter_cut, 1),
+        "before": _rounded(before), "after": _rounded(after), "after_scipy": _rounded(after_scipy),
+    }
+
+
+def _rounded(values: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in values.items()}
