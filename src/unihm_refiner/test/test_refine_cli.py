@@ -132,7 +132,18 @@ def test_bench_refiner_quick_json() -> None:
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     for key in ("refiner_fps", "scipy_fps", "speedup", "energy_ratio", "jitter_reduction_pct",
-                "before", "after"):
+                "energy_mismatch", "before", "after"):
         assert key in result
     assert result["after"]["penetration_mean_mm"] < result["before"]["penetration_mean_mm"]
     assert np.isfinite(result["energy_ratio"]) and result["energy_ratio"] > 0
+
+
+def test_baseline_residuals_match_solver_energy(scenario) -> None:
+    from unihm_refiner.benchmark import scipy_refine
+    from unihm_refiner.solver import Refiner
+
+    refiner = Refiner(HAND)
+    base = scipy_refine(refiner, scenario.wrist_poses, scenario.q, scenario.surface,
+                        scenario.target_poses)
+    assert base["energy_mismatch"] < 1e-9
+    assert base["q"].shape == scenario.q.shape
