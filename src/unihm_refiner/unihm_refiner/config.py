@@ -36,6 +36,8 @@ class ContactParams:
     attract_within: float | None
     penetration_points: str
     penetration_margin: float
+    neighbours: int
+    smoothing: float
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,14 @@ def _number(data: dict[str, Any], key: str, source: str, path: str, *, positive:
     return float(value)
 
 
+def _count(data: dict[str, Any], key: str, source: str, path: str) -> int:
+    value = data[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise RefinerConfigError(source, f"{path}{key}",
+                                 f"expected a positive integer, got {value!r}")
+    return value
+
+
 def load_refiner_config(path: str | os.PathLike[str] | None = None,
                         overrides: dict[str, Any] | None = None) -> RefinerConfig:
     """The default config, optionally a user YAML on top, then ``overrides`` on top of that."""
@@ -131,7 +141,9 @@ def _parse(data: dict[str, Any], source: str) -> RefinerConfig:
         lambda_c=_number(c, "lambda_c", source, "contact."),
         epsilon=_number(c, "epsilon", source, "contact."), attract_within=attract,
         penetration_points=c["penetration_points"],
-        penetration_margin=_number(c, "penetration_margin", source, "contact."))
+        penetration_margin=_number(c, "penetration_margin", source, "contact."),
+        neighbours=_count(c, "neighbours", source, "contact."),
+        smoothing=_number(c, "smoothing", source, "contact."))
     priors = {}
     for name in ("gen", "vel", "acc"):
         group = data["prior"][name]
@@ -142,10 +154,7 @@ def _parse(data: dict[str, Any], source: str) -> RefinerConfig:
                                               allow_zero=name != "gen")
                                       for g in PRIOR_GROUPS))
     s = data["solver"]
-    iterations = s["max_iterations"]
-    if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 1:
-        raise RefinerConfigError(source, "solver.max_iterations",
-                                 f"expected a positive integer, got {iterations!r}")
+    iterations = _count(s, "max_iterations", source, "solver.")
     for flag in ("fingers_only", "joint_limits"):
         if not isinstance(s[flag], bool):
             raise RefinerConfigError(source, f"solver.{flag}", f"expected true or false, got "

@@ -21,14 +21,16 @@ FloatArray = NDArray[np.float64]
 
 
 def kernel_and_slope(d: ArrayLike, alpha: float, k: float,
-                     pull: ArrayLike | bool = True) -> tuple[FloatArray, FloatArray]:
-    """f(d) of eq. 12 and f'(d); where ``pull`` is false the outside branch is dropped."""
+                     pull: ArrayLike | float = 1.0) -> tuple[FloatArray, FloatArray]:
+    """f(d) of eq. 12 and f'(d), the outside branch scaled by ``pull`` in [0, 1] (0: the point
+    is only kept out of the object, 1: it is pulled onto the surface as in the paper)."""
     d = np.asarray(d, dtype=np.float64)
     inside = np.minimum(d, 0.0)
-    outside = np.maximum(d, 0.0) * pull
+    outside = np.maximum(d, 0.0)
     e = np.exp(-k * inside)
-    f = (0.5 * alpha) * outside * outside + (alpha / (k * k)) * (e + k * inside - 1.0)
-    slope = alpha * outside + (alpha / k) * (1.0 - e)
+    pulled = alpha * np.asarray(pull, dtype=np.float64) * outside
+    f = 0.5 * pulled * outside + (alpha / (k * k)) * (e + k * inside - 1.0)
+    slope = pulled + (alpha / k) * (1.0 - e)
     return f, slope
 
 

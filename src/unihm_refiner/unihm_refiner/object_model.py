@@ -172,6 +172,7 @@ class ObjectModel:
         self.mesh = mesh
         self.name = name
         self._tree = cKDTree(self.points)
+        self._spacing: float | None = None
         self._scene: Any = None
 
     # ------------------------------------------------------------------------ constructors
@@ -278,6 +279,21 @@ class ObjectModel:
         refiner's inner loop, whose queries come from forward kinematics it already checked."""
         idx = self._tree.query(x, k=1)[1]
         return self.points[idx], self.normals[idx]
+
+    def neighbours_unchecked(self, x: FloatArray, k: int) -> tuple[FloatArray, FloatArray,
+                                                                   FloatArray]:
+        """The ``k`` nearest samples of queries (M, 3): points (M, k, 3), normals (M, k, 3) and
+        squared distances (M, k); no input checks (inner loops)."""
+        dist, idx = self._tree.query(x, k=k)
+        return self.points[idx], self.normals[idx], dist * dist
+
+    @property
+    def spacing(self) -> float:
+        """Median distance between neighbouring samples (metres): the cloud's resolution."""
+        if self._spacing is None:
+            dist = self._tree.query(self.points, k=2)[0][:, 1]
+            self._spacing = float(np.median(dist))
+        return self._spacing
 
     def point_to_plane(self, x: ArrayLike) -> FloatArray:
         """Signed distance (...) to the nearest sample's tangent plane, negative inside."""

@@ -43,7 +43,7 @@ def _closure(kin, q_open: FloatArray, s: FloatArray | float) -> FloatArray:
 
 def grasp_scenario(hand_id: str = "xhand_right", object_id: str = "006_mustard_bottle", *,
                    frames: int = 120, fps: float = 30.0, n_points: int = 2048, seed: int = 0,
-                   squeeze: float = 0.12, noise_q: float = 0.02,
+                   squeeze: float = 0.08, noise_q: float = 0.02,
                    noise_wrist: float = 0.001) -> Scenario:
     """Build the sequence (see the module docstring). ``squeeze`` closes the fingers that
     fraction of their range past first contact."""

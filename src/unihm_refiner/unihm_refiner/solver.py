@@ -39,6 +39,12 @@ class Surface(Protocol):
 
     def nearest_unchecked(self, x: FloatArray) -> tuple[FloatArray, FloatArray]: ...
 
+    def neighbours_unchecked(self, x: FloatArray, k: int) -> tuple[FloatArray, FloatArray,
+                                                                   FloatArray]: ...
+
+    @property
+    def spacing(self) -> float: ...
+
 
 @dataclass
 class RefineResult:
@@ -71,7 +77,7 @@ class _Frame:
     q_prev: FloatArray
     prev_vel: FloatArray  # (q_{t-1} - q_{t-2}) over (wrist twist, fingers)
     points: np.ndarray  # keypoint indices checked this frame: fingertips first
-    pull: np.ndarray  # (len(points),) bool: pulled onto the surface (else only kept out)
+    pull: np.ndarray  # (len(points),) in [0, 1]: weight of the pull onto the surface
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,7 @@ class Refiner:
         self.w_sum = self.w_gen + self.w_vel + self.w_acc
         # fingers only: the wrist columns are removed from the system
         self.free = np.arange(WRIST_DOF, n) if cfg.solver.fingers_only else np.arange(n)
+        self._inv_h2 = 1.0  # set per surface by refine()
 
     # ------------------------------------------------------------------------------ checks
     def _check(self, wrist_poses: FloatArray, q: FloatArray,
@@ -152,18 +159,34 @@ class Refiner:
         pts = kin.points_one(pose, frame.points)
         rot = frame.obj_inv[:3, :3]
         x = pts @ rot.T + frame.obj_inv[:3, 3]
-        near, normals = surface.nearest_unchecked(x)
-        d = np.einsum("ij,ij->i", normals, x - near)
+        d, normals = self._distances(surface, x)
         pull = frame.pull
         # rows with a residual: pulled fingertips, and points inside the object; the others
         # are zero with a zero Jacobian (f = f' = 0 outside for the penetration kernel)
-        rows = pull | (d < 0.0)
+        rows = (pull > 0.0) | (d < 0.0)
         f, slope = kernel_and_slope(d[rows], c.alpha, c.k, pull[rows])
         r, dr = residuals(f, slope, c.lambda_c, c.epsilon)
         jac = kin.jacobians_one(pose, frame.points[rows], pts[rows])
         # dd/dx_world = n^T R_obj^-1; rows of J_r are dr * n^T R^-1 J
         grad = (normals[rows] @ rot)[:, None, :] @ jac
         return float(c.lambda_c * f.sum()), r, dr[:, None] * grad[:, 0, :]
+
+    def _distances(self, surface: Surface, x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Signed distances (M,) of object-frame points and the normals they are measured
+        along (M, 3). One neighbour: the paper's point-to-plane distance (eq. 11). Several:
+        a Gaussian-weighted average of the neighbours' point-to-plane distances (a moving
+        least-squares surface), which does not jump when the nearest sample changes, so
+        fingers resting on a sparse cloud do not chatter from frame to frame. Neighbours and
+        weights are frozen for the step, as the paper freezes correspondences."""
+        k = self.config.contact.neighbours
+        if k == 1:
+            near, normals = surface.nearest_unchecked(x)
+            return np.einsum("ij,ij->i", normals, x - near), normals
+        near, normals, dist2 = surface.neighbours_unchecked(x, k)
+        weights = np.exp(-(dist2 - dist2[:, :1]) * self._inv_h2)
+        weights /= weights.sum(axis=1, keepdims=True)
+        d = np.einsum("mk,mk->m", weights, np.einsum("mki,mki->mk", normals, x[:, None] - near))
+        return d, np.einsum("mk,mki->mi", weights, normals)
 
     def _evaluate(self, frame: _Frame, surface: Surface, pose: FloatArray,
                   q: FloatArray) -> _State:
@@ -222,6 +245,8 @@ class Refiner:
         ``target_poses`` (object poses in the world, one per frame)."""
         wrist_poses, q_gen, target_poses = self._check(wrist_poses, q, target_poses)
         clock = time.perf_counter()
+        h = self.config.contact.smoothing * surface.spacing
+        self._inv_h2 = 1.0 / max(h * h, 1e-12)
         frames = q_gen.shape[0]
         obj_inv = invert(target_poses)
         gen_inv = invert(wrist_poses)
@@ -251,22 +276,26 @@ class Refiner:
 
     def _select_points(self, surface: Surface, wrist_poses: FloatArray, q_gen: FloatArray,
                        obj_inv: FloatArray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Per frame, decided once at the generated poses (one batched pass): which fingertips
-        are pulled onto the surface (within ``attract_within``) and which other points are
+        """Per frame, decided once at the generated poses (one batched pass): how strongly each
+        fingertip is pulled onto the surface (fully within half of ``attract_within``, not at
+        all beyond it, smoothly between, so that the pull does not flicker with noise in the
+        generated joints) and which other points are
         close enough (``penetration_margin``) to be kept out; far points cannot reach the
         object in the small steps the priors allow, and skipping them keeps frames cheap."""
         c = self.config.contact
         world = self.kin.keypoints(wrist_poses, q_gen, self.points)  # (T, M, 3)
         x = np.einsum("tij,tmj->tmi", obj_inv[:, :3, :3], world) + obj_inv[:, None, :3, 3]
-        near, normals, _ = surface.nearest(x.reshape(-1, 3))
-        d = np.einsum("ij,ij->i", normals, x.reshape(-1, 3) - near).reshape(x.shape[:2])
+        d = self._distances(surface, x.reshape(-1, 3))[0].reshape(x.shape[:2])
         tips = d[:, :self.n_tips]
-        attract = np.ones_like(tips, dtype=bool) if c.attract_within is None else \
-            tips < c.attract_within
+        if c.attract_within is None:
+            attract = np.ones_like(tips)
+        else:  # full pull below half the band, none beyond it, smoothstep between
+            u = np.clip(2.0 * tips / max(c.attract_within, 1e-12) - 1.0, 0.0, 1.0)
+            attract = 1.0 - u * u * (3.0 - 2.0 * u)
         keep = d < c.penetration_margin
         keep[:, :self.n_tips] = True
         points = [self.points[k] for k in keep]
-        pull = [np.concatenate([a, np.zeros(int(k.sum()) - self.n_tips, dtype=bool)])
+        pull = [np.concatenate([a, np.zeros(int(k.sum()) - self.n_tips)])
                 for a, k in zip(attract, keep, strict=True)]
         return points, pull
 
