@@ -59,7 +59,8 @@ def test_residuals_square_to_the_contact_energy() -> None:
 def _frame_at(refiner: Refiner, scenario, t: int) -> _Frame:
     points, pull = refiner._select_points(scenario.surface, scenario.wrist_poses, scenario.q,
                                           np.linalg.inv(scenario.target_poses))
-    return _Frame(pose_gen=scenario.wrist_poses[t], q_gen=scenario.q[t],
+    return _Frame(pose_gen=scenario.wrist_poses[t], q_gen=scenario.q[t], pose_init=None,
+                  q_init=None,
                   obj_inv=np.linalg.inv(scenario.target_poses[t]),
                   gen_inv=np.linalg.inv(scenario.wrist_poses[t]),
                   prev_inv=np.linalg.inv(scenario.wrist_poses[t - 1]), q_prev=scenario.q[t - 1],

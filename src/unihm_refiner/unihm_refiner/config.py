@@ -62,6 +62,7 @@ class SolverParams:
     lambda_max: float
     fingers_only: bool
     joint_limits: bool
+    warm_start: bool
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ def _parse(data: dict[str, Any], source: str) -> RefinerConfig:
                                       for g in PRIOR_GROUPS))
     s = data["solver"]
     iterations = _count(s, "max_iterations", source, "solver.")
-    for flag in ("fingers_only", "joint_limits"):
+    for flag in ("fingers_only", "joint_limits", "warm_start"):
         if not isinstance(s[flag], bool):
             raise RefinerConfigError(source, f"solver.{flag}", f"expected true or false, got "
                                                                f"{s[flag]!r}")
@@ -165,5 +166,6 @@ def _parse(data: dict[str, Any], source: str) -> RefinerConfig:
         lambda_up=_number(s, "lambda_up", source, "solver."),
         lambda_down=_number(s, "lambda_down", source, "solver."),
         lambda_max=_number(s, "lambda_max", source, "solver."),
-        fingers_only=s["fingers_only"], joint_limits=s["joint_limits"])
+        fingers_only=s["fingers_only"], joint_limits=s["joint_limits"],
+        warm_start=s["warm_start"])
     return RefinerConfig(contact, priors["gen"], priors["vel"], priors["acc"], solver, source)

@@ -71,6 +71,8 @@ class _Frame:
 
     pose_gen: FloatArray
     q_gen: FloatArray
+    pose_init: FloatArray | None  # warm start (None: start from the generated pose)
+    q_init: FloatArray | None
     obj_inv: FloatArray
     gen_inv: FloatArray
     prev_inv: FloatArray
@@ -87,7 +89,7 @@ class _State:
     pose: FloatArray
     q: FloatArray
     r: FloatArray
-    jac: FloatArray
+    jac: FloatArray | None  # None when only the energy was needed
     e_gen: FloatArray
     e_vel: FloatArray
     e_acc: FloatArray
@@ -150,8 +152,8 @@ class Refiner:
         return wrist_poses, q, target_poses
 
     # --------------------------------------------------------------------------- energies
-    def _contact(self, surface: Surface, pose: FloatArray, q: FloatArray,
-                 frame: _Frame) -> tuple[float, FloatArray, FloatArray]:
+    def _contact(self, surface: Surface, pose: FloatArray, q: FloatArray, frame: _Frame,
+                 jacobian: bool = True) -> tuple[float, FloatArray, FloatArray | None]:
         """Contact energy, residuals (M,) and their Jacobian (M, 6 + dof) at one pose."""
         c = self.config.contact
         kin = self.kin
@@ -166,6 +168,8 @@ class Refiner:
         rows = (pull > 0.0) | (d < 0.0)
         f, slope = kernel_and_slope(d[rows], c.alpha, c.k, pull[rows])
         r, dr = residuals(f, slope, c.lambda_c, c.epsilon)
+        if not jacobian:
+            return float(c.lambda_c * f.sum()), r, None
         jac = kin.jacobians_one(pose, frame.points[rows], pts[rows])
         # dd/dx_world = n^T R_obj^-1; rows of J_r are dr * n^T R^-1 J
         grad = (normals[rows] @ rot)[:, None, :] @ jac
@@ -189,9 +193,9 @@ class Refiner:
         return d, np.einsum("mk,mki->mi", weights, normals)
 
     def _evaluate(self, frame: _Frame, surface: Surface, pose: FloatArray,
-                  q: FloatArray) -> _State:
+                  q: FloatArray, jacobian: bool = True) -> _State:
         """Energy terms, contact residuals/Jacobian and prior errors at one candidate pose."""
-        e_c, r, jac = self._contact(surface, pose, q, frame)
+        e_c, r, jac = self._contact(surface, pose, q, frame, jacobian)
         n = WRIST_DOF + self.kin.dof
         e_gen, e_vel = np.empty(n), np.empty(n)
         e_gen[:6] = _log6(frame.gen_inv, pose)
@@ -205,10 +209,18 @@ class Refiner:
         return _State(pose, q, r, jac, e_gen, e_vel, e_acc, terms, sum(terms))
 
     def _refine_frame(self, frame: _Frame, surface: Surface) -> tuple[_State, _State, int, int]:
-        """LM iterations of one frame from its generated pose: (start, end, tried, accepted)."""
+        """LM iterations of one frame: (state at the generated pose, final state, steps tried,
+        steps accepted). With a warm start, iterations begin there unless the generated pose
+        itself has the lower energy."""
         s = self.config.solver
         free = self.free
-        state = start = self._evaluate(frame, surface, frame.pose_gen, frame.q_gen)
+        warm = frame.q_init is not None
+        start = self._evaluate(frame, surface, frame.pose_gen, frame.q_gen, jacobian=not warm)
+        state = start
+        if warm:
+            state = self._evaluate(frame, surface, frame.pose_init, frame.q_init)
+            if state.energy > start.energy:
+                state = start = self._evaluate(frame, surface, frame.pose_gen, frame.q_gen)
         lam, tried, accepted = s.lambda_init, 0, 0
         while tried < s.max_iterations:
             tried += 1
@@ -258,9 +270,16 @@ class Refiner:
         points, pull = self._select_points(surface, wrist_poses, q_gen, obj_inv)
         # boundary priors: q_-2 = q_-1 = q_0^gen
         prev_pose, prev_q = [wrist_poses[0]] * 2, [q_gen[0]] * 2  # (t-2, t-1)
+        warm = self.config.solver.warm_start
         for t in range(frames):
+            pose_init = q_init = None
+            if warm and t > 0:  # carry the previous frame's correction over
+                q_init = np.clip(q_gen[t] + out_q[t - 1] - q_gen[t - 1], self.kin.lower,
+                                 self.kin.upper)
+                pose_init = wrist_poses[t] @ gen_inv[t - 1] @ out_pose[t - 1]
             frame = _Frame(
-                pose_gen=wrist_poses[t], q_gen=q_gen[t], obj_inv=obj_inv[t], gen_inv=gen_inv[t],
+                pose_gen=wrist_poses[t], q_gen=q_gen[t], pose_init=pose_init, q_init=q_init,
+                obj_inv=obj_inv[t], gen_inv=gen_inv[t],
                 prev_inv=invert(prev_pose[1]), q_prev=prev_q[1],
                 prev_vel=np.concatenate([_log6(invert(prev_pose[0]), prev_pose[1]),
                                          prev_q[1] - prev_q[0]]),
