@@ -16,6 +16,7 @@ baseline solution, so a change of the solver's energy cannot silently skew the c
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from typing import Any
@@ -90,13 +91,16 @@ def scipy_refine(refiner: Refiner, wrist_poses: FloatArray, q_gen: FloatArray,
     energy, mismatch = np.zeros(frames), np.zeros(frames)
     evaluations, jacobians = np.zeros(frames, dtype=np.int64), np.zeros(frames, dtype=np.int64)
     prev_pose, prev_q = [wrist_poses[0]] * 2, [q_gen[0]] * 2
+    warm = getattr(cfg.solver, "warm_start", False)
+    has_init = "q_init" in {f.name for f in dataclasses.fields(_Frame)}
     for t in range(frames):
+        init = {"pose_init": None, "q_init": None} if has_init else {}
         frame = _Frame(
             pose_gen=wrist_poses[t], q_gen=q_gen[t], obj_inv=obj_inv[t], gen_inv=gen_inv[t],
             prev_inv=invert(prev_pose[1]), q_prev=prev_q[1],
             prev_vel=np.concatenate([_log6(invert(prev_pose[0]), prev_pose[1]),
                                      prev_q[1] - prev_q[0]]),
-            points=points[t], pull=pull[t])
+            points=points[t], pull=pull[t], **init)
 
         def unpack(x: FloatArray, frame: _Frame = frame) -> tuple[FloatArray, FloatArray]:
             full = np.zeros(WRIST_DOF + kin.dof)
@@ -112,6 +116,12 @@ def scipy_refine(refiner: Refiner, wrist_poses: FloatArray, q_gen: FloatArray,
         x_lo = lower[free] - np.concatenate([np.zeros(WRIST_DOF), q_gen[t]])[free]
         x_hi = upper[free] - np.concatenate([np.zeros(WRIST_DOF), q_gen[t]])[free]
         x0 = np.clip(np.zeros(len(free)), x_lo, x_hi)
+        if warm and t > 0:  # the solver's warm start: the previous frame's correction
+            x_warm = np.concatenate([_log6(gen_inv[t - 1], out_pose[t - 1]),
+                                     out_q[t - 1] - q_gen[t - 1]])[free]
+            x_warm = np.clip(x_warm, x_lo, x_hi)
+            if 0.5 * np.sum(fun(x_warm) ** 2) < 0.5 * np.sum(fun(x0) ** 2):
+                x0 = x_warm
         sol = least_squares(fun, x0, jac="2-point", method="trf", bounds=(x_lo, x_hi),
                             ftol=cfg.solver.tolerance)
         pose, q = unpack(sol.x)
