@@ -11,7 +11,7 @@ from unihm_refiner.energies import kernel, kernel_and_slope, kernel_slope, resid
 from unihm_refiner.metrics import jitter, penetration_depth_mm, trajectory_metrics
 from unihm_refiner.object_model import ObjectModel
 from unihm_refiner.scenario import grasp_scenario
-from unihm_refiner.solver import Refiner, _Frame, refine_many
+from unihm_refiner.solver import FrameProblem, Refiner, refine_many
 
 
 @pytest.fixture(scope="module")
@@ -56,19 +56,30 @@ def test_residuals_square_to_the_contact_energy() -> None:
     np.testing.assert_allclose(0.5 * r * r, 4e4 * f)
 
 
-def _frame_at(refiner: Refiner, scenario, t: int) -> _Frame:
-    points, pull = refiner._select_points(scenario.surface, scenario.wrist_poses, scenario.q,
-                                          np.linalg.inv(scenario.target_poses))
-    return _Frame(pose_gen=scenario.wrist_poses[t], q_gen=scenario.q[t], pose_init=None,
-                  q_init=None,
-                  obj_inv=np.linalg.inv(scenario.target_poses[t]),
-                  gen_inv=np.linalg.inv(scenario.wrist_poses[t]),
-                  prev_inv=np.linalg.inv(scenario.wrist_poses[t - 1]), q_prev=scenario.q[t - 1],
-                  prev_vel=np.zeros(6 + refiner.kin.dof), points=points[t], pull=pull[t])
+def _frame_at(refiner: Refiner, scenario, t: int) -> FrameProblem:
+    plan = refiner.plan(scenario.wrist_poses, scenario.q, scenario.surface,
+                        scenario.target_poses)
+    previous = (scenario.wrist_poses[t - 2], scenario.wrist_poses[t - 1], scenario.q[t - 2],
+                scenario.q[t - 1])
+    return refiner.frame_problem(plan, t, previous)
+
+
+def test_residual_vector_squares_to_the_frame_energy(scenario) -> None:
+    refiner = Refiner(scenario.hand_id)
+    problem = _frame_at(refiner, scenario, 90)
+    pose, q = scenario.wrist_poses[90], scenario.q[90] + 0.01
+    r = refiner.residual_vector(problem, scenario.surface, pose, q)
+    energy = refiner.energy(problem, scenario.surface, pose, q)
+    assert abs(0.5 * r @ r - energy["total"]) < 1e-9 * max(energy["total"], 1.0)
+    assert energy["total"] == pytest.approx(sum(energy[t] for t in ("contact", "gen", "vel",
+                                                                     "acc")))
 
 
 def test_contact_jacobian_matches_finite_differences(scenario) -> None:
-    refiner = Refiner(scenario.hand_id)
+    # one neighbour: the paper's point-to-plane distance, whose frozen-correspondence Jacobian
+    # is exact (with k > 1 the Gaussian weights are frozen too, by design)
+    refiner = Refiner(scenario.hand_id, load_refiner_config(overrides={
+        "contact": {"neighbours": 1}}))
     frame = _frame_at(refiner, scenario, 90)  # fingers closed on the lifted object
     pose, q = scenario.wrist_poses[90], scenario.q[90]
     _, r, jac = refiner._contact(scenario.surface, pose, q, frame)

@@ -16,7 +16,6 @@ baseline solution, so a change of the solver's energy cannot silently skew the c
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from typing import Any
@@ -27,50 +26,12 @@ from numpy.typing import NDArray
 from scipy.optimize import least_squares
 
 from unihm_core.hands.kinematics import WRIST_DOF
-from unihm_core.se3 import invert
-from unihm_refiner.energies import kernel_and_slope, residuals
 from unihm_refiner.metrics import trajectory_metrics
 from unihm_refiner.scenario import Scenario, grasp_scenario
-from unihm_refiner.solver import Refiner, Surface, _Frame, _log6
+from unihm_refiner.solver import FrameProblem, Refiner, Surface, _log6
 
 FloatArray = NDArray[np.float64]
 HAND, OBJECT = "xhand_right", "006_mustard_bottle"
-
-
-def _distances(refiner: Refiner, surface: Surface, x: FloatArray) -> FloatArray:
-    """Signed distances as the solver measures them (its smoothed surface when it has one)."""
-    measure = getattr(refiner, "_distances", None)
-    if measure is not None:
-        return measure(surface, x)[0]
-    near, normals = surface.nearest_unchecked(x)
-    return np.einsum("ij,ij->i", normals, x - near)
-
-
-def _bind_surface(refiner: Refiner, surface: Surface) -> None:
-    """The per-surface state ``Refiner.refine`` sets before its frames (the smoothing width)."""
-    smoothing = getattr(refiner.config.contact, "smoothing", None)
-    if smoothing is not None and hasattr(refiner, "_inv_h2"):
-        h = smoothing * surface.spacing
-        refiner._inv_h2 = 1.0 / max(h * h, 1e-12)
-
-
-def frame_residuals(refiner: Refiner, frame: _Frame, surface: Surface, pose: FloatArray,
-                    q: FloatArray) -> FloatArray:
-    """The refiner's frame energy as one residual vector: contact residuals over every point
-    of the frame, then sqrt(W) times the gen, vel and acc prior errors."""
-    c = refiner.config.contact
-    kin = refiner.kin
-    kin.prepare_one(q)
-    pts = kin.points_one(pose, frame.points)
-    x = pts @ frame.obj_inv[:3, :3].T + frame.obj_inv[:3, 3]
-    d = _distances(refiner, surface, x)
-    f, slope = kernel_and_slope(d, c.alpha, c.k, frame.pull)
-    r = residuals(f, slope, c.lambda_c, c.epsilon)[0]
-    e_gen = np.concatenate([_log6(frame.gen_inv, pose), q - frame.q_gen])
-    e_vel = np.concatenate([_log6(frame.prev_inv, pose), q - frame.q_prev])
-    e_acc = e_vel - frame.prev_vel
-    return np.concatenate([r, np.sqrt(refiner.w_gen) * e_gen, np.sqrt(refiner.w_vel) * e_vel,
-                           np.sqrt(refiner.w_acc) * e_acc])
 
 
 def scipy_refine(refiner: Refiner, wrist_poses: FloatArray, q_gen: FloatArray,
@@ -78,10 +39,9 @@ def scipy_refine(refiner: Refiner, wrist_poses: FloatArray, q_gen: FloatArray,
     """The baseline over a whole trajectory: poses, joints, per-frame final energies, time."""
     kin, cfg = refiner.kin, refiner.config
     clock = time.perf_counter()
-    _bind_surface(refiner, surface)
+    plan = refiner.plan(wrist_poses, q_gen, surface, target_poses)
     frames = len(q_gen)
-    obj_inv, gen_inv = invert(target_poses), invert(wrist_poses)
-    points, pull = refiner._select_points(surface, wrist_poses, q_gen, obj_inv)
+    gen_inv = plan.gen_inv
     free = refiner.free
     lower = np.concatenate([np.full(WRIST_DOF, -np.inf), kin.lower])
     upper = np.concatenate([np.full(WRIST_DOF, np.inf), kin.upper])
@@ -90,26 +50,19 @@ def scipy_refine(refiner: Refiner, wrist_poses: FloatArray, q_gen: FloatArray,
     out_pose, out_q = wrist_poses.copy(), q_gen.copy()
     energy, mismatch = np.zeros(frames), np.zeros(frames)
     evaluations, jacobians = np.zeros(frames, dtype=np.int64), np.zeros(frames, dtype=np.int64)
-    prev_pose, prev_q = [wrist_poses[0]] * 2, [q_gen[0]] * 2
-    warm = getattr(cfg.solver, "warm_start", False)
-    has_init = "q_init" in {f.name for f in dataclasses.fields(_Frame)}
+    previous = (wrist_poses[0], wrist_poses[0], q_gen[0], q_gen[0])
+    warm = cfg.solver.warm_start
     for t in range(frames):
-        init = {"pose_init": None, "q_init": None} if has_init else {}
-        frame = _Frame(
-            pose_gen=wrist_poses[t], q_gen=q_gen[t], obj_inv=obj_inv[t], gen_inv=gen_inv[t],
-            prev_inv=invert(prev_pose[1]), q_prev=prev_q[1],
-            prev_vel=np.concatenate([_log6(invert(prev_pose[0]), prev_pose[1]),
-                                     prev_q[1] - prev_q[0]]),
-            points=points[t], pull=pull[t], **init)
+        frame = refiner.frame_problem(plan, t, previous)
 
-        def unpack(x: FloatArray, frame: _Frame = frame) -> tuple[FloatArray, FloatArray]:
+        def unpack(x: FloatArray, frame: FrameProblem = frame) -> tuple[FloatArray, FloatArray]:
             full = np.zeros(WRIST_DOF + kin.dof)
             full[free] = x
             pose = frame.pose_gen @ pin.exp6(pin.Motion(full[:WRIST_DOF])).homogeneous
             return pose, frame.q_gen + full[WRIST_DOF:]
 
-        def fun(x: FloatArray, frame: _Frame = frame) -> FloatArray:
-            return frame_residuals(refiner, frame, surface, *unpack(x))
+        def fun(x: FloatArray, frame: FrameProblem = frame) -> FloatArray:
+            return refiner.residual_vector(frame, surface, *unpack(x))
 
         # x is the offset from the generated pose; generated joints outside the limits are
         # first clipped (the refiner's first step does the same)
@@ -125,11 +78,11 @@ def scipy_refine(refiner: Refiner, wrist_poses: FloatArray, q_gen: FloatArray,
         sol = least_squares(fun, x0, jac="2-point", method="trf", bounds=(x_lo, x_hi),
                             ftol=cfg.solver.tolerance)
         pose, q = unpack(sol.x)
-        energy[t] = refiner._evaluate(frame, surface, pose, q).energy
+        energy[t] = refiner.energy(frame, surface, pose, q)["total"]
         mismatch[t] = abs(sol.cost - energy[t]) / max(energy[t], 1e-12)
         evaluations[t], jacobians[t] = sol.nfev, sol.njev
         out_pose[t], out_q[t] = pose, q
-        prev_pose, prev_q = [prev_pose[1], pose], [prev_q[1], q]
+        previous = (previous[1], pose, previous[3], q)
     seconds = time.perf_counter() - clock
     return {"wrist_poses": out_pose, "q": out_q, "energy": energy, "nfev": evaluations,
             "njev": jacobians,

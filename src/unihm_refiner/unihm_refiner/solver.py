@@ -66,8 +66,8 @@ class RefineResult:
 
 
 @dataclass(frozen=True)
-class _Frame:
-    """What stays fixed while one frame is refined."""
+class FrameProblem:
+    """What stays fixed while one frame is refined (built by :meth:`Refiner.frame_problem`)."""
 
     pose_gen: FloatArray
     q_gen: FloatArray
@@ -80,6 +80,18 @@ class _Frame:
     prev_vel: FloatArray  # (q_{t-1} - q_{t-2}) over (wrist twist, fingers)
     points: np.ndarray  # keypoint indices checked this frame: fingertips first
     pull: np.ndarray  # (len(points),) in [0, 1]: weight of the pull onto the surface
+
+
+@dataclass(frozen=True)
+class TrajectoryPlan:
+    """A validated trajectory with its per-frame precomputations (:meth:`Refiner.plan`)."""
+
+    wrist_poses: FloatArray
+    q: FloatArray
+    obj_inv: FloatArray
+    gen_inv: FloatArray
+    points: list[np.ndarray]
+    pull: list[np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -152,7 +164,7 @@ class Refiner:
         return wrist_poses, q, target_poses
 
     # --------------------------------------------------------------------------- energies
-    def _contact(self, surface: Surface, pose: FloatArray, q: FloatArray, frame: _Frame,
+    def _contact(self, surface: Surface, pose: FloatArray, q: FloatArray, frame: FrameProblem,
                  jacobian: bool = True) -> tuple[float, FloatArray, FloatArray | None]:
         """Contact energy, residuals (M,) and their Jacobian (M, 6 + dof) at one pose."""
         c = self.config.contact
@@ -168,8 +180,10 @@ class Refiner:
         rows = (pull > 0.0) | (d < 0.0)
         f, slope = kernel_and_slope(d[rows], c.alpha, c.k, pull[rows])
         r, dr = residuals(f, slope, c.lambda_c, c.epsilon)
-        if not jacobian:
-            return float(c.lambda_c * f.sum()), r, None
+        if not jacobian:  # residuals of every checked point (zeros where inactive)
+            full = np.zeros(len(rows))
+            full[rows] = r
+            return float(c.lambda_c * f.sum()), full, None
         jac = kin.jacobians_one(pose, frame.points[rows], pts[rows])
         # dd/dx_world = n^T R_obj^-1; rows of J_r are dr * n^T R^-1 J
         grad = (normals[rows] @ rot)[:, None, :] @ jac
@@ -192,7 +206,7 @@ class Refiner:
         d = np.einsum("mk,mk->m", weights, np.einsum("mki,mki->mk", normals, x[:, None] - near))
         return d, np.einsum("mk,mki->mi", weights, normals)
 
-    def _evaluate(self, frame: _Frame, surface: Surface, pose: FloatArray,
+    def _evaluate(self, frame: FrameProblem, surface: Surface, pose: FloatArray,
                   q: FloatArray, jacobian: bool = True) -> _State:
         """Energy terms, contact residuals/Jacobian and prior errors at one candidate pose."""
         e_c, r, jac = self._contact(surface, pose, q, frame, jacobian)
@@ -208,7 +222,8 @@ class Refiner:
                  0.5 * float(self.w_acc @ (e_acc * e_acc)))
         return _State(pose, q, r, jac, e_gen, e_vel, e_acc, terms, sum(terms))
 
-    def _refine_frame(self, frame: _Frame, surface: Surface) -> tuple[_State, _State, int, int]:
+    def _refine_frame(self, frame: FrameProblem,
+                      surface: Surface) -> tuple[_State, _State, int, int]:
         """LM iterations of one frame: (state at the generated pose, final state, steps tried,
         steps accepted). With a warm start, iterations begin there unless the generated pose
         itself has the lower energy."""
@@ -250,46 +265,76 @@ class Refiner:
                     break
         return start, state, tried, accepted
 
+    # ----------------------------------------------------------------- public per-frame API
+    def plan(self, wrist_poses: FloatArray, q: FloatArray, surface: Surface,
+             target_poses: FloatArray) -> TrajectoryPlan:
+        """Validate a trajectory and precompute what every frame needs (one batched pass)."""
+        wrist_poses, q_gen, target_poses = self._check(wrist_poses, q, target_poses)
+        h = self.config.contact.smoothing * surface.spacing
+        self._inv_h2 = 1.0 / max(h * h, 1e-12)
+        obj_inv = invert(target_poses)
+        points, pull = self._select_points(surface, wrist_poses, q_gen, obj_inv)
+        return TrajectoryPlan(wrist_poses, q_gen, obj_inv, invert(wrist_poses), points, pull)
+
+    def frame_problem(self, plan: TrajectoryPlan, t: int, previous: tuple[FloatArray, ...],
+                      init: tuple[FloatArray, FloatArray] | None = None) -> FrameProblem:
+        """Frame ``t``'s problem given the refined (pose, q) of frames t-2 and t-1 as
+        ``previous = (pose_t2, pose_t1, q_t2, q_t1)`` (for t < 2, the generated frame 0:
+        the paper's boundary prior) and an optional warm start ``init = (pose, q)``."""
+        pose_t2, pose_t1, q_t2, q_t1 = previous
+        return FrameProblem(
+            pose_gen=plan.wrist_poses[t], q_gen=plan.q[t],
+            pose_init=None if init is None else init[0],
+            q_init=None if init is None else init[1],
+            obj_inv=plan.obj_inv[t], gen_inv=plan.gen_inv[t], prev_inv=invert(pose_t1),
+            q_prev=q_t1,
+            prev_vel=np.concatenate([_log6(invert(pose_t2), pose_t1), q_t1 - q_t2]),
+            points=plan.points[t], pull=plan.pull[t])
+
+    def residual_vector(self, problem: FrameProblem, surface: Surface, pose: FloatArray,
+                        q: FloatArray) -> FloatArray:
+        """All residuals of a frame: contact, then sqrt(W) times the gen, vel and acc errors;
+        half its squared norm is the frame energy (eq. 16)."""
+        state = self._evaluate(problem, surface, pose, q, jacobian=False)
+        return np.concatenate([state.r, np.sqrt(self.w_gen) * state.e_gen,
+                               np.sqrt(self.w_vel) * state.e_vel,
+                               np.sqrt(self.w_acc) * state.e_acc])
+
+    def energy(self, problem: FrameProblem, surface: Surface, pose: FloatArray,
+               q: FloatArray) -> dict[str, float]:
+        """The frame's energy terms (contact, gen, vel, acc, total) at a pose."""
+        state = self._evaluate(problem, surface, pose, q, jacobian=False)
+        return dict(zip(TERMS, (*state.terms, state.energy), strict=True))
+
     # ------------------------------------------------------------------------------ refine
     def refine(self, wrist_poses: FloatArray, q: FloatArray, surface: Surface,
                target_poses: FloatArray) -> RefineResult:
         """Refine a generated trajectory (T frames) against ``surface`` moving along
         ``target_poses`` (object poses in the world, one per frame)."""
-        wrist_poses, q_gen, target_poses = self._check(wrist_poses, q, target_poses)
         clock = time.perf_counter()
-        h = self.config.contact.smoothing * surface.spacing
-        self._inv_h2 = 1.0 / max(h * h, 1e-12)
-        frames = q_gen.shape[0]
-        obj_inv = invert(target_poses)
-        gen_inv = invert(wrist_poses)
-        out_pose, out_q = wrist_poses.copy(), q_gen.copy()
+        plan = self.plan(wrist_poses, q, surface, target_poses)
+        frames = plan.q.shape[0]
+        out_pose, out_q = plan.wrist_poses.copy(), plan.q.copy()
         before = {t: np.zeros(frames) for t in TERMS}
         after = {t: np.zeros(frames) for t in TERMS}
         tried = np.zeros(frames, dtype=np.int64)
         accepted = np.zeros(frames, dtype=np.int64)
-        points, pull = self._select_points(surface, wrist_poses, q_gen, obj_inv)
-        # boundary priors: q_-2 = q_-1 = q_0^gen
-        prev_pose, prev_q = [wrist_poses[0]] * 2, [q_gen[0]] * 2  # (t-2, t-1)
         warm = self.config.solver.warm_start
+        # boundary priors: q_-2 = q_-1 = q_0^gen
+        previous = (plan.wrist_poses[0], plan.wrist_poses[0], plan.q[0], plan.q[0])
         for t in range(frames):
-            pose_init = q_init = None
+            init = None
             if warm and t > 0:  # carry the previous frame's correction over
-                q_init = np.clip(q_gen[t] + out_q[t - 1] - q_gen[t - 1], self.kin.lower,
-                                 self.kin.upper)
-                pose_init = wrist_poses[t] @ gen_inv[t - 1] @ out_pose[t - 1]
-            frame = _Frame(
-                pose_gen=wrist_poses[t], q_gen=q_gen[t], pose_init=pose_init, q_init=q_init,
-                obj_inv=obj_inv[t], gen_inv=gen_inv[t],
-                prev_inv=invert(prev_pose[1]), q_prev=prev_q[1],
-                prev_vel=np.concatenate([_log6(invert(prev_pose[0]), prev_pose[1]),
-                                         prev_q[1] - prev_q[0]]),
-                points=points[t], pull=pull[t])
-            start, end, tried[t], accepted[t] = self._refine_frame(frame, surface)
+                init = (plan.wrist_poses[t] @ plan.gen_inv[t - 1] @ out_pose[t - 1],
+                        np.clip(plan.q[t] + out_q[t - 1] - plan.q[t - 1], self.kin.lower,
+                                self.kin.upper))
+            problem = self.frame_problem(plan, t, previous, init)
+            start, end, tried[t], accepted[t] = self._refine_frame(problem, surface)
             for name, a, b in zip(TERMS, (*start.terms, start.energy),
                                   (*end.terms, end.energy), strict=True):
                 before[name][t], after[name][t] = a, b
             out_pose[t], out_q[t] = end.pose, end.q
-            prev_pose, prev_q = [prev_pose[1], end.pose], [prev_q[1], end.q]
+            previous = (previous[1], end.pose, previous[3], end.q)
         return RefineResult(self.kin.hand_id, out_pose, out_q, before, after, tried, accepted,
                             time.perf_counter() - clock)
 
