@@ -246,6 +246,12 @@ class Refiner:
                                       + self.w_acc * state.e_acc)[free])
             step = np.zeros(WRIST_DOF + self.kin.dof)
             step[free] = np.linalg.solve(lhs, rhs)
+            # the damped Gauss-Newton model's predicted decrease: when even the model promises
+            # less than the tolerance, the frame has converged without evaluating the step
+            predicted = 0.5 * float(step[free] @ (rhs + lam * step[free]))
+            if predicted < s.tolerance * state.energy:
+                tried -= 1
+                break
             pose = state.pose if s.fingers_only else \
                 state.pose @ pin.exp6(pin.Motion(step[:6])).homogeneous
             q = state.q + step[6:]
