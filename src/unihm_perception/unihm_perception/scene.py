@@ -234,9 +234,20 @@ def random_scene(object_ids: Sequence[str] | None = None, *, n_objects: int | No
 def _mujoco() -> ModuleType:
     """Import MuJoCo with EGL chosen unless the user picked another backend."""
     os.environ.setdefault("MUJOCO_GL", "egl")
-    import mujoco
-
+    try:
+        import mujoco
+    except ModuleNotFoundError:
+        raise
+    except Exception as exc:  # MuJoCo sets up its GL backend at import time
+        raise _gl_error() from exc
     return mujoco
+
+
+def _gl_error() -> RuntimeError:
+    return RuntimeError(
+        f"MuJoCo could not set up offscreen rendering with MUJOCO_GL="
+        f"{os.environ.get('MUJOCO_GL', '')!r}. Set MUJOCO_GL=egl before anything imports "
+        "mujoco and make sure libEGL and a GPU or Mesa EGL driver are installed.")
 
 
 def _quat_wxyz(rotation: FloatArray) -> list[float]:
@@ -301,10 +312,7 @@ def render(spec: SceneSpec, *, depth_noise_sigma: float = 0.0,
     try:
         renderer = mujoco.Renderer(model, height=cam.height, width=cam.width)
     except Exception as exc:
-        raise RuntimeError(
-            f"MuJoCo could not create an offscreen GL context (MUJOCO_GL="
-            f"{os.environ.get('MUJOCO_GL', '')!r}). Set MUJOCO_GL=egl before anything imports "
-            "mujoco and make sure libEGL and a GPU or Mesa EGL driver are installed.") from exc
+        raise _gl_error() from exc
     try:
         renderer.update_scene(data, camera="camera")
         color = renderer.render().copy()
