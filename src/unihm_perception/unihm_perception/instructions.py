@@ -305,8 +305,7 @@ def parse_instruction(text: str) -> Instruction:
     for i, (_verb, task, rest) in enumerate(parsed):
         later = i + 1 < len(parsed)
         lifts_first = task == TASK_LIFT and later
-        allow_region = task in {TASK_PICK_AND_PLACE, TASK_PUSH} or (
-            task == TASK_LIFT and not later)
+        allow_region = task in {TASK_PICK_AND_PLACE, TASK_PUSH}
         obj_text, dest = (rest, None) if lifts_first else _split_destination(rest, allow_region)
         if destination is None and dest is not None:
             destination = dest
