@@ -1,0 +1,388 @@
+"""Which known object is a cluster, and where is it: model-to-cloud registration.
+
+Each library model is tried against the observed (single-view, partial) cluster:
+
+1. initial poses come from two sources: global registration (FPFH features + RANSAC, seeded
+   so that a frame gives the same answer twice) and "resting" guesses that put the model upright
+   on the table (its object-frame +z along the table normal) at ``yaw_steps`` yaws, centred on
+   the cluster and with its lowest point on the plane. Features are ambiguous on symmetric,
+   featureless shapes (cans, boxes); the resting guesses are not, because objects in a
+   table-top scene mostly stand in their canonical pose. FPFH covers objects lying on a side;
+2. every guess gets a short point-to-plane ICP (observed points onto the model surface, whose
+   normals are exact) and the best one a longer, tighter ICP.
+
+Matches are ranked by ``score = fitness * sqrt(coverage)``: ``fitness`` (the share of observed
+points lying on the model) alone prefers larger models, on whose faces a small object's partial
+view also fits; ``coverage`` (the share of the model's surface, or of its side facing
+``viewpoint`` when given, lying on observed points) penalises them.
+
+Models and their features are computed once per library and voxel size; the observed cluster is
+thinned to the same voxel grid.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
+
+from unihm_core.se3 import invert, make_pose, transform_points
+
+if TYPE_CHECKING:
+    from unihm_perception.segmentation import TablePlane
+    from unihm_refiner.object_model import ObjectModel
+
+FloatArray = NDArray[np.float64]
+
+YCB_LABELS: dict[str, str] = {
+    "004_sugar_box": "sugar box",
+    "005_tomato_soup_can": "tomato soup can",
+    "006_mustard_bottle": "mustard bottle",
+    "025_mug": "mug",
+    "051_large_clamp": "large clamp",
+    "061_foam_brick": "foam brick",
+}
+"""The shared YCB objects and the labels language queries refer to them by."""
+
+
+@dataclass(frozen=True)
+class RegistrationParams:
+    """Tunables of :func:`identify` (metres)."""
+
+    voxel: float = 0.005
+    """Grid of the final ICP and of the scores."""
+    coarse_voxel: float = 0.01
+    """Grid of the features and of the guesses' short ICP (a quarter of the points)."""
+    normal_radius: float = 0.02
+    feature_radius: float = 0.05
+    ransac_distance: float = 0.01
+    ransac_iterations: int = 3000
+    ransac_confidence: float = 0.999
+    seed: int = 0
+    use_features: bool = True
+    """FPFH + RANSAC guesses; without them only upright resting poses are tried."""
+    yaw_steps: int = 8
+    """Resting guesses per model (ICP converges from about half a step away)."""
+    keep_guesses: int = 3
+    """Resting guesses kept for ICP after a cheap nearest-neighbour screening."""
+    coarse_distance: float = 0.025
+    coarse_iterations: int = 12
+    refine: int = 2
+    """Best coarse results given the long, tight ICP (near-ties are common on the mug)."""
+    fine_distance: float = 0.008
+    fine_iterations: int = 30
+    inlier_distance: float = 0.006
+    """Fitness, RMSE and coverage threshold (3 sigma of 2 mm depth noise)."""
+    min_points: int = 10
+    up: tuple[float, float, float] = (0.0, 0.0, 1.0)
+    """Rest direction when no table is given."""
+
+
+@dataclass(frozen=True)
+class Match:
+    """One library model registered to a cluster."""
+
+    object_id: str
+    label: str
+    pose: FloatArray
+    """4x4 ``T_planning_object``: the model's frame in the planning frame."""
+    fitness: float
+    """Share of observed (thinned) points within ``inlier_distance`` of the posed model."""
+    inlier_rmse: float
+    coverage: float
+    """Share of the (visible side of the) model within ``inlier_distance`` of observed points."""
+    score: float
+
+
+@dataclass
+class _Prepared:
+    cloud: Any  # open3d PointCloud with normals on the fine grid (ICP target)
+    coarse: Any  # the same on the coarse grid
+    features: Any  # open3d Feature (FPFH) of ``coarse``
+    points: FloatArray
+    normals: FloatArray
+    centre: FloatArray
+    coarse_tree: cKDTree
+
+
+@dataclass
+class LibraryEntry:
+    """A known object: its id, a human label and its surface model (object frame)."""
+
+    object_id: str
+    label: str
+    model: ObjectModel
+    _prepared: dict[tuple[float, ...], _Prepared] = field(default_factory=dict, repr=False)
+
+
+class ObjectLibrary:
+    """Known objects keyed by id; models are thinned and described once, then cached."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, LibraryEntry] = {}
+
+    @classmethod
+    def default(cls, n_points: int = 4096) -> ObjectLibrary:
+        """The six shared YCB objects (meshes in metres, YCB-Video frames)."""
+        library = cls()
+        for object_id, label in YCB_LABELS.items():
+            library.add_asset(object_id, label, n_points)
+        return library
+
+    def add_model(self, object_id: str, label: str, model: ObjectModel) -> None:
+        """Add (or replace) an object given as a surface model with outward normals."""
+        if not object_id:
+            raise ValueError("object id must be a non-empty string")
+        self._entries[object_id] = LibraryEntry(object_id, label or object_id, model)
+
+    def add_asset(self, object_id: str, label: str | None = None, n_points: int = 4096) -> None:
+        """Add a YCB object of the shared assets by its folder name."""
+        from unihm_refiner.object_model import ObjectModel
+
+        self.add_model(object_id, label or YCB_LABELS.get(object_id, object_id),
+                       ObjectModel.from_asset(object_id, n_points))
+
+    def add_file(self, object_id: str, label: str, path: str | os.PathLike[str],
+                 n_points: int = 4096) -> None:
+        """Add any mesh or cloud file ObjectModel reads (.obj/.stl/.ply/.npy...), in metres."""
+        from unihm_refiner.object_model import ObjectModel
+
+        self.add_model(object_id, label, ObjectModel.from_file(path, n_points))
+
+    def __getitem__(self, object_id: str) -> LibraryEntry:
+        try:
+            return self._entries[object_id]
+        except KeyError:
+            raise KeyError(f"object '{object_id}' is not in the library "
+                           f"(known: {', '.join(self._entries) or 'none'})") from None
+
+    def __iter__(self) -> Iterator[LibraryEntry]:
+        return iter(self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, object_id: object) -> bool:
+        return object_id in self._entries
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._entries)
+
+    def prepared(self, object_id: str, params: RegistrationParams) -> _Prepared:
+        """The model thinned to ``params.voxel`` with its FPFH features (cached)."""
+        import open3d as o3d
+
+        entry = self[object_id]
+        key = (params.voxel, params.coarse_voxel, params.feature_radius)
+        cached = entry._prepared.get(key)
+        if cached is not None:
+            return cached
+        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.array(entry.model.points)))
+        cloud.normals = o3d.utility.Vector3dVector(np.array(entry.model.normals))
+        coarse = cloud.voxel_down_sample(params.coarse_voxel)
+        coarse.normalize_normals()
+        cloud = cloud.voxel_down_sample(params.voxel)
+        cloud.normalize_normals()
+        features = o3d.pipelines.registration.compute_fpfh_feature(
+            coarse, o3d.geometry.KDTreeSearchParamHybrid(radius=params.feature_radius, max_nn=100))
+        points = np.asarray(cloud.points).copy()
+        prepared = _Prepared(cloud, coarse, features, points, np.asarray(cloud.normals).copy(),
+                             (points.min(axis=0) + points.max(axis=0)) / 2.0,
+                             cKDTree(np.asarray(coarse.points)))
+        entry._prepared[key] = prepared
+        return prepared
+
+
+@dataclass
+class _Observed:
+    """The cluster on both grids, with what every model's registration shares."""
+
+    fine: Any
+    coarse: Any
+    features: Any
+    tree: cKDTree
+    up: FloatArray
+    floor: float
+    viewpoint: FloatArray | None
+
+
+def _with_normals(cloud: Any, radius: float, viewpoint: FloatArray | None) -> Any:
+    """Normals facing the camera, or away from the cluster's middle without one (a single
+    view's surface mostly faces outward from the part of the object it shows)."""
+    import open3d as o3d
+
+    cloud.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=radius, max_nn=30))
+    if viewpoint is not None:
+        cloud.orient_normals_towards_camera_location(viewpoint)
+        return cloud
+    points = np.asarray(cloud.points)
+    normals = np.asarray(cloud.normals)
+    flip = np.einsum("ij,ij->i", normals, points - points.mean(axis=0)) < 0
+    normals[flip] *= -1.0
+    cloud.normals = o3d.utility.Vector3dVector(normals)
+    return cloud
+
+
+def _observe(points: ArrayLike, params: RegistrationParams, table: TablePlane | None,
+             viewpoint: FloatArray | None) -> _Observed:
+    import open3d as o3d
+
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise ValueError(f"cluster points must have shape (N, 3), got {pts.shape}")
+    if not np.all(np.isfinite(pts)):
+        raise ValueError("cluster points contain NaN or inf")
+    raw = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
+    fine = raw.voxel_down_sample(params.voxel)
+    if len(fine.points) < params.min_points:
+        raise ValueError(f"cluster has {len(fine.points)} points after thinning to "
+                         f"{params.voxel} m, fewer than min_points={params.min_points}")
+    coarse = _with_normals(raw.voxel_down_sample(params.coarse_voxel), params.normal_radius,
+                           viewpoint)
+    features = o3d.pipelines.registration.compute_fpfh_feature(
+        coarse, o3d.geometry.KDTreeSearchParamHybrid(radius=params.feature_radius, max_nn=100))
+    fine_points = np.asarray(fine.points)
+    if table is not None:
+        up = np.asarray(table.normal, dtype=np.float64)
+        floor = -float(table.offset)
+    else:
+        up = _unit(params.up)
+        floor = float(np.min(fine_points @ up))
+    return _Observed(fine, coarse, features, cKDTree(fine_points), up, floor, viewpoint)
+
+
+def _unit(vector: ArrayLike) -> FloatArray:
+    vec = np.asarray(vector, dtype=np.float64).reshape(3)
+    norm = float(np.linalg.norm(vec))
+    if not np.isfinite(norm) or norm < 1e-9:
+        raise ValueError(f"expected a finite non-zero 3-vector, got {vector}")
+    return vec / norm
+
+
+def _resting_guesses(observed: _Observed, model: _Prepared, steps: int) -> list[FloatArray]:
+    """``T_planning_object`` guesses: model +z along up, yawed, centred on the cluster's
+    horizontal middle and lowered until its lowest point touches the floor height."""
+    up = observed.up
+    align, _ = Rotation.align_vectors([up], [[0.0, 0.0, 1.0]])
+    points = np.asarray(observed.coarse.points)
+    mid = (points.min(axis=0) + points.max(axis=0)) / 2.0
+    guesses = []
+    for yaw in np.arange(steps) * (2.0 * np.pi / max(steps, 1)):
+        rotation = (Rotation.from_rotvec(up * yaw) * align).as_matrix()
+        translation = mid - rotation @ model.centre
+        lowest = float(np.min((model.points @ rotation.T + translation) @ up))
+        translation = translation + (observed.floor - lowest) * up
+        guesses.append(make_pose(rotation, translation))
+    return guesses
+
+
+def _screen(observed: _Observed, model: _Prepared, guesses: list[FloatArray],
+            params: RegistrationParams) -> list[FloatArray]:
+    """The ``keep_guesses`` guesses under which most observed points lie near the model: one
+    batched KD-tree query instead of an ICP per guess."""
+    if len(guesses) <= params.keep_guesses:
+        return guesses
+    points = np.asarray(observed.coarse.points)
+    inverse = invert(np.stack(guesses))
+    local = transform_points(inverse, points)
+    dist = model.coarse_tree.query(local.reshape(-1, 3), k=1,
+                                   distance_upper_bound=params.coarse_distance)[0]
+    near = np.isfinite(dist).reshape(len(guesses), -1).mean(axis=1)
+    order = np.argsort(-near, kind="stable")[:params.keep_guesses]
+    return [guesses[i] for i in order]
+
+
+def _feature_guess(observed: _Observed, model: _Prepared,
+                   params: RegistrationParams) -> FloatArray:
+    import open3d as o3d
+
+    reg = o3d.pipelines.registration
+    o3d.utility.random.seed(params.seed)
+    result = reg.registration_ransac_based_on_feature_matching(
+        observed.coarse, model.coarse, observed.features, model.features, False,
+        params.ransac_distance, reg.TransformationEstimationPointToPoint(False), 3,
+        [reg.CorrespondenceCheckerBasedOnEdgeLength(0.9),
+         reg.CorrespondenceCheckerBasedOnDistance(params.ransac_distance)],
+        reg.RANSACConvergenceCriteria(params.ransac_iterations, params.ransac_confidence))
+    return invert(np.asarray(result.transformation))
+
+
+def _register_one(observed: _Observed, entry: LibraryEntry, library: ObjectLibrary,
+                  params: RegistrationParams) -> Match:
+    import open3d as o3d
+
+    reg = o3d.pipelines.registration
+    model = library.prepared(entry.object_id, params)
+    guesses = _screen(observed, model, _resting_guesses(observed, model, params.yaw_steps),
+                      params)
+    if params.use_features:
+        guesses.append(_feature_guess(observed, model, params))
+    point_to_plane = reg.TransformationEstimationPointToPlane()
+    coarse_criteria = reg.ICPConvergenceCriteria(max_iteration=params.coarse_iterations)
+    coarse = []
+    for guess in guesses:
+        result = reg.registration_icp(observed.coarse, model.coarse, params.coarse_distance,
+                                      invert(guess), point_to_plane, coarse_criteria)
+        coarse.append(((result.fitness, -result.inlier_rmse), np.asarray(result.transformation)))
+    coarse.sort(key=lambda item: item[0], reverse=True)
+    fine_criteria = reg.ICPConvergenceCriteria(max_iteration=params.fine_iterations)
+    best_key, object_from_planning, evaluation = (-1.0, 0.0), np.eye(4), None
+    for _, start in coarse[:max(1, params.refine)]:
+        fine = reg.registration_icp(observed.fine, model.cloud, params.fine_distance, start,
+                                    point_to_plane, fine_criteria)
+        result = reg.evaluate_registration(observed.fine, model.cloud, params.inlier_distance,
+                                           fine.transformation)
+        key = (result.fitness, -result.inlier_rmse)
+        if key > best_key:
+            best_key, object_from_planning = key, np.asarray(fine.transformation)
+            evaluation = result
+    assert evaluation is not None
+    pose = invert(object_from_planning)
+    posed = transform_points(pose, model.points)
+    relevant = np.ones(posed.shape[0], dtype=bool)
+    if observed.viewpoint is not None:
+        posed_normals = model.normals @ pose[:3, :3].T
+        relevant = np.einsum("ij,ij->i", posed_normals, observed.viewpoint - posed) > 0
+    near = observed.tree.query(posed[relevant], k=1,
+                               distance_upper_bound=params.inlier_distance)[0]
+    coverage = float(np.mean(np.isfinite(near))) if near.size else 0.0
+    fitness = float(evaluation.fitness)
+    return Match(object_id=entry.object_id, label=entry.label, pose=pose, fitness=fitness,
+                 inlier_rmse=float(evaluation.inlier_rmse), coverage=coverage,
+                 score=fitness * float(np.sqrt(coverage)))
+
+
+def identify(cluster_points: ArrayLike, library: ObjectLibrary,
+             params: RegistrationParams | None = None, *, table: TablePlane | None = None,
+             viewpoint: ArrayLike | None = None,
+             candidates: list[str] | None = None) -> list[Match]:
+    """Register every library model (or only ``candidates``) to a cluster, best first.
+
+    ``table`` gives the rest plane of the upright guesses (else ``params.up`` and the cluster's
+    lowest point); ``viewpoint``, the camera position in the planning frame, orients the
+    cluster's normals and restricts coverage to the model's side facing the camera.
+    """
+    p = params or RegistrationParams()
+    if len(library) == 0:
+        raise ValueError("the object library is empty")
+    view = None if viewpoint is None else np.asarray(viewpoint, dtype=np.float64).reshape(3)
+    observed = _observe(cluster_points, p, table, view)
+    ids = library.ids if candidates is None else candidates
+    matches = [_register_one(observed, library[object_id], library, p) for object_id in ids]
+    matches.sort(key=lambda m: (m.score, m.fitness), reverse=True)
+    return matches
+
+
+def complete_cloud(match: Match, library: ObjectLibrary) -> tuple[FloatArray, FloatArray]:
+    """The matched model's surface samples and outward normals in the planning frame: the
+    whole object, including the sides the camera did not see."""
+    model = library[match.object_id].model
+    return (transform_points(match.pose, model.points),
+            model.normals @ np.asarray(match.pose)[:3, :3].T)
