@@ -117,11 +117,14 @@ build_interfaces() {  # $1 = source folder, $2 = package name
 mkdir -p "$BUILD"
 
 # control_msgs: use a real one when the environment has it (a sourced ROS install on
-# AMENT_PREFIX_PATH); otherwise build the wire-compatible subset from compat/.
+# AMENT_PREFIX_PATH); otherwise build the wire-compatible subset from compat/. Another
+# workspace's compatible subset (marked unihm_compat, e.g. from a sourced unihm.env) is not a
+# ROS install: this venv cannot import it, so it does not count.
 real_control_msgs=""
 IFS=':' read -r -a prefixes <<<"${AMENT_PREFIX_PATH:-}"
 for p in "${prefixes[@]}"; do
-  [ -n "$p" ] && [ "$p" != "$VENV" ] && [ -f "$p/share/control_msgs/package.xml" ] && real_control_msgs="$p"
+  [ -n "$p" ] && [ "$p" != "$VENV" ] && [ -f "$p/share/control_msgs/package.xml" ] \
+    && [ ! -e "$p/share/control_msgs/unihm_compat" ] && real_control_msgs="$p"
 done
 if [ -n "$real_control_msgs" ]; then
   say "control_msgs found in $real_control_msgs: not building the compatible subset"

@@ -47,3 +47,19 @@ def test_rerun_on_a_ready_machine_changes_nothing() -> None:
     for step in ("installing", "building interfaces", "creating"):
         assert step not in out.stdout, f"a ready machine repeated a step:\n{out.stdout}"
     assert "ready in" in out.stdout
+
+
+def test_another_workspaces_compat_control_msgs_is_not_a_ros_install(tmp_path: Path) -> None:
+    """A shell that sourced another checkout's unihm.env carries its venv on AMENT_PREFIX_PATH;
+    that venv's compatible control_msgs is not importable here and must not stop our build."""
+    if not (VENV / ".stamps" / "requirements").is_file():
+        pytest.skip("this environment was not made by scripts/setup.sh")
+    other = tmp_path / "other-venv"
+    (other / "share" / "control_msgs").mkdir(parents=True)
+    (other / "share" / "control_msgs" / "package.xml").write_text("<package/>")
+    (other / "share" / "control_msgs" / "unihm_compat").touch()
+    env = dict(os.environ, UNIHM_VENV=str(VENV), AMENT_PREFIX_PATH=str(other))
+    out = subprocess.run(["bash", str(SETUP)], capture_output=True, text=True, env=env,
+                         timeout=120, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "control_msgs found" not in out.stdout
