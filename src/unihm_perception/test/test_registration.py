@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
+from unihm_core.object_model import ObjectModel
 from unihm_core.se3 import make_pose, transform_points
 from unihm_perception.registration import (
     YCB_LABELS,
@@ -25,7 +26,6 @@ from unihm_perception.registration import (
 )
 from unihm_perception.segmentation import TablePlane
 
-ObjectModel = pytest.importorskip("unihm_refiner.object_model").ObjectModel
 TABLE = TablePlane(np.array([0.0, 0.0, 1.0]), 0.0, np.zeros(0, dtype=np.int64))
 
 

@@ -9,6 +9,7 @@ import pytest
 from numpy.typing import NDArray
 from scipy.spatial.transform import Rotation
 
+from unihm_core.object_model import ObjectModel
 from unihm_core.se3 import make_pose, transform_points
 from unihm_perception.segmentation import (
     DbscanSegmenter,
@@ -19,7 +20,6 @@ from unihm_perception.segmentation import (
     find_table,
 )
 
-ObjectModel = pytest.importorskip("unihm_refiner.object_model").ObjectModel
 CAMERA = np.array([-0.6, 0.0, 0.6])
 
 

@@ -35,8 +35,8 @@ from scipy.spatial.transform import Rotation
 from unihm_core.se3 import invert, make_pose, transform_points
 
 if TYPE_CHECKING:
+    from unihm_core.object_model import ObjectModel
     from unihm_perception.segmentation import TablePlane
-    from unihm_refiner.object_model import ObjectModel
 
 FloatArray = NDArray[np.float64]
 
@@ -143,7 +143,7 @@ class ObjectLibrary:
 
     def add_asset(self, object_id: str, label: str | None = None, n_points: int = 4096) -> None:
         """Add a YCB object of the shared assets by its folder name."""
-        from unihm_refiner.object_model import ObjectModel
+        from unihm_core.object_model import ObjectModel
 
         self.add_model(object_id, label or YCB_LABELS.get(object_id, object_id),
                        ObjectModel.from_asset(object_id, n_points))
@@ -151,7 +151,7 @@ class ObjectLibrary:
     def add_file(self, object_id: str, label: str, path: str | os.PathLike[str],
                  n_points: int = 4096) -> None:
         """Add any mesh or cloud file ObjectModel reads (.obj/.stl/.ply/.npy...), in metres."""
-        from unihm_refiner.object_model import ObjectModel
+        from unihm_core.object_model import ObjectModel
 
         self.add_model(object_id, label, ObjectModel.from_file(path, n_points))
 

@@ -11,6 +11,7 @@ from scipy.spatial.transform import Rotation
 
 from unihm_core import se3
 from unihm_core.hands import HandKinematics, hand_kinematics
+from unihm_core.object_model import ObjectModel
 from unihm_refiner.metrics import (
     deviation,
     fingertip_distances,
@@ -20,7 +21,6 @@ from unihm_refiner.metrics import (
     penetration_depth_mm,
     trajectory_metrics,
 )
-from unihm_refiner.object_model import ObjectModel
 
 HAND = "allegro_right"
 RADIUS = 0.01

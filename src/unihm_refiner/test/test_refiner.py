@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from unihm_core.object_model import ObjectModel
 from unihm_core.se3 import exp_local
 from unihm_refiner.config import RefinerConfigError, load_refiner_config
 from unihm_refiner.energies import kernel, kernel_and_slope, kernel_slope, residuals
 from unihm_refiner.metrics import jitter, penetration_depth_mm, trajectory_metrics
-from unihm_refiner.object_model import ObjectModel
 from unihm_refiner.scenario import grasp_scenario
 from unihm_refiner.solver import FrameProblem, Refiner, refine_many
 

@@ -5,9 +5,9 @@ Levenberg-Marquardt solve of contact, generative and temporal energies; ``trajec
 measures penetration, contact, jitter and deviation. No ROS here: the node wraps this library.
 """
 
+from unihm_core.object_model import ObjectModel
 from unihm_refiner.config import RefinerConfig, RefinerConfigError, load_refiner_config
 from unihm_refiner.metrics import trajectory_metrics
-from unihm_refiner.object_model import ObjectModel
 from unihm_refiner.solver import Refiner, RefineResult, refine_many
 
 __all__ = ["ObjectModel", "RefineResult", "Refiner", "RefinerConfig", "RefinerConfigError",

@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 if TYPE_CHECKING:
-    from unihm_refiner.object_model import ObjectModel
+    from unihm_core.object_model import ObjectModel
 
 FloatArray = NDArray[np.float64]
 DEMO_HAND, DEMO_OBJECT = "xhand_right", "006_mustard_bottle"
@@ -150,7 +150,7 @@ def _unknown_object(spec: str) -> ValueError:
 def load_object(spec: str, n_points: int = 2048) -> ObjectModel:
     """A YCB asset id or a file path (cloud or mesh); a clear ValueError otherwise."""
     from unihm_core.assets import AssetNotFoundError
-    from unihm_refiner.object_model import ObjectModel
+    from unihm_core.object_model import ObjectModel
 
     path = Path(spec).expanduser()
     if path.suffix or "/" in spec or path.exists():

@@ -17,7 +17,7 @@ from scipy.spatial.transform import Rotation
 
 from unihm_core import se3
 from unihm_core.hands import HandKinematics, hand_kinematics
-from unihm_refiner.object_model import ObjectModel
+from unihm_core.object_model import ObjectModel
 
 FloatArray = NDArray[np.float64]
 

@@ -14,9 +14,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from unihm_core.hands.kinematics import hand_kinematics
+from unihm_core.object_model import ObjectModel
 from unihm_core.se3 import invert, make_pose
 from unihm_core.trajectory import min_jerk
-from unihm_refiner.object_model import ObjectModel
 
 FloatArray = NDArray[np.float64]
 

@@ -9,7 +9,7 @@ import pytest
 import trimesh
 
 from unihm_core.assets import AssetNotFoundError
-from unihm_refiner.object_model import ObjectModel
+from unihm_core.object_model import ObjectModel
 
 YCB_IDS = ["004_sugar_box", "005_tomato_soup_can", "006_mustard_bottle", "025_mug",
            "051_large_clamp", "061_foam_brick"]
