@@ -1,0 +1,255 @@
+"""One RGB-D frame and an instruction -> the instructed object's cloud, pose and target trajectory.
+
+The stages are plug-ins (a :class:`~unihm_perception.segmentation.Segmenter`, an
+:class:`~unihm_perception.registration.ObjectLibrary`, a
+:class:`~unihm_perception.planner.TrajectoryPlanner`); the defaults are the CPU ones of this
+package. Identification is language-first: the object and destination phrases are matched to
+library labels by sentence embedding before any registration, and clusters are registered only
+against those models (all of them when the phrase names nothing the library knows), which keeps
+a frame within its time budget on two cores.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from unihm_core.object_model import estimate_outward_normals
+from unihm_perception.camera import CameraIntrinsics, depth_to_points
+from unihm_perception.grounding import (
+    Candidate,
+    DestinationTarget,
+    ObjectNotFoundError,
+    Selection,
+    TextEmbedder,
+    Workspace,
+    name_scores,
+    resolve_destination,
+    select_object,
+)
+from unihm_perception.instructions import Instruction, parse_instruction
+from unihm_perception.planner import (
+    Obstacle,
+    PlannedTrajectory,
+    PlanRequest,
+    TaskPlanner,
+    TrajectoryPlanner,
+)
+from unihm_perception.registration import (
+    Match,
+    ObjectLibrary,
+    RegistrationParams,
+    complete_cloud,
+    identify,
+)
+from unihm_perception.segmentation import Cluster, DbscanSegmenter, Segmenter
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class PerceptionParams:
+    """Thresholds of the pipeline (units: metres; scores as in registration)."""
+
+    min_depth: float = 0.1
+    max_depth: float = 3.0
+    stride: int = 1  # back-project every n-th pixel (2 quarters the work)
+    accept_score: float = 0.35  # a registration below this leaves the cluster unidentified
+    accept_fitness: float = 0.5
+    duplicate_score: float = 0.8  # a second cluster may carry an already used label above this
+    name_threshold: float = 0.62  # phrase <-> library label similarity to restrict registration
+
+
+@dataclass
+class SceneObject:
+    """A cluster, and the library model registered to it when one was accepted."""
+
+    cluster: Cluster
+    match: Match | None
+    candidate: Candidate
+
+
+@dataclass
+class PerceptionResult:
+    """What the rest of the pipeline needs, plus what explains it."""
+
+    instruction: Instruction
+    objects: list[SceneObject]
+    selection: Selection
+    object_id: str | None
+    label: str | None
+    pose: FloatArray  # 4x4 planning_from_object (model frame when identified, else centroid)
+    fitness: float  # registration fitness (0 when unidentified)
+    cloud_points: FloatArray  # (N, 3) planning frame (completed from the model when identified)
+    cloud_normals: FloatArray  # (N, 3) outward
+    destination: DestinationTarget | None
+    trajectory: PlannedTrajectory
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def selected(self) -> SceneObject:
+        return self.objects[self.selection.index]
+
+
+class Perception:
+    """The default perception front end (see the module docstring)."""
+
+    def __init__(self, library: ObjectLibrary | None = None, *,
+                 segmenter: Segmenter | None = None,
+                 planner: TrajectoryPlanner | None = None, embedder: TextEmbedder | None = None,
+                 params: PerceptionParams | None = None,
+                 registration: RegistrationParams | None = None) -> None:
+        self.library = library or ObjectLibrary.default()
+        self.registration = registration or RegistrationParams()
+        self.segmenter = segmenter or DbscanSegmenter()
+        self.planner = planner or TaskPlanner()
+        self.embedder = embedder or TextEmbedder()
+        self.params = params or PerceptionParams()
+        self._library_candidates = [
+            Candidate(object_id, self.library[object_id].label, (0.0, 0.0, 0.0),
+                      (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)) for object_id in self.library.ids]
+
+    def warm_up(self) -> None:
+        """Load the embedding model and prepare the library (first-frame costs, ~3 s)."""
+        self.embedder.embed(["warm up"])
+        for object_id in self.library.ids:
+            self.library.prepared(object_id, self.registration)
+
+    # ---------------------------------------------------------------------------- stages
+    def _named_ids(self, instruction: Instruction) -> list[str] | None:
+        """Library ids the instruction's object and destination phrases name (None: no
+        phrase names a library object, so every model is tried)."""
+        phrases = [instruction.object]
+        if instruction.destination is not None and instruction.destination.target is not None:
+            phrases.append(instruction.destination.target)
+        named: list[str] = []
+        for phrase in phrases:
+            scores, _ = name_scores(phrase, self._library_candidates, self.embedder)
+            named += [c.id for c, s in zip(self._library_candidates, scores, strict=True)
+                      if s >= self.params.name_threshold and c.id is not None]
+        return list(dict.fromkeys(named)) or None
+
+    def _identify(self, clusters: list[Cluster], named: list[str] | None,
+                  viewpoint: FloatArray) -> list[SceneObject]:
+        """Register clusters to models, then give each model to the cluster it fits best: a
+        tabletop rarely holds two copies of one object, and a small model also fits part of
+        a big object, so per-cluster maxima alone would label several clusters alike. A
+        second copy keeps the label only with a near-perfect fit (``duplicate_score``)."""
+        table = getattr(self.segmenter, "table", None)
+        p = self.params
+        pairs: list[tuple[float, int, Match]] = []
+        for c, cluster in enumerate(clusters):
+            for match in identify(cluster.points, self.library, self.registration, table=table,
+                                  viewpoint=viewpoint, candidates=named):
+                if match.score >= p.accept_score and match.fitness >= p.accept_fitness:
+                    pairs.append((match.score, c, match))
+        pairs.sort(key=lambda item: item[0], reverse=True)
+        assigned: dict[int, Match] = {}
+        used: set[str] = set()
+        for score, c, match in pairs:
+            if c in assigned or (match.object_id in used and score < p.duplicate_score):
+                continue
+            assigned[c] = match
+            used.add(match.object_id)
+        objects = []
+        for c, cluster in enumerate(clusters):
+            best = assigned.get(c)
+            lo, hi = cluster.points.min(axis=0), cluster.points.max(axis=0)
+            color = tuple(cluster.mean_color) if cluster.mean_color is not None else (0.5,) * 3
+            candidate = Candidate(
+                best.object_id if best else None, best.label if best else None,
+                tuple(float(v) for v in color), tuple(float(v) for v in (lo + hi) / 2),
+                tuple(float(v) for v in hi - lo))
+            objects.append(SceneObject(cluster, best, candidate))
+        return objects
+
+    def _workspace(self, points: FloatArray) -> Workspace:
+        """Named regions ("the left side of the table") refer to the table seen."""
+        table = getattr(self.segmenter, "table", None)
+        if table is None or len(table.inliers) == 0:
+            return Workspace()
+        top = points[table.inliers]
+        lo, hi = top.min(axis=0), top.max(axis=0)
+        return Workspace(float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1]),
+                         float(np.median(top[:, 2])))
+
+    # ---------------------------------------------------------------------------- perceive
+    def perceive(self, color: ArrayLike | None, depth_m: ArrayLike,
+                 intrinsics: CameraIntrinsics, camera_pose: ArrayLike,
+                 instruction: str) -> PerceptionResult:
+        """Run every stage on one frame. Raises InstructionError for an unusable instruction,
+        TableNotFoundError without a table, ObjectNotFoundError (listing what was seen) when
+        nothing matches, PlanningError when no collision-free trajectory exists."""
+        clock = time.perf_counter()
+        timings: dict[str, float] = {}
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[name] = round(1000.0 * (now - clock), 2)
+            clock = now
+
+        parsed = parse_instruction(instruction)
+        named = self._named_ids(parsed)
+        lap("language")
+        camera_pose = np.asarray(camera_pose, dtype=np.float64)
+        cloud = depth_to_points(np.asarray(depth_m), intrinsics,
+                                None if color is None else np.asarray(color),
+                                min_depth=self.params.min_depth, max_depth=self.params.max_depth,
+                                stride=self.params.stride, extrinsics=camera_pose)
+        if len(cloud.points) == 0:
+            raise ObjectNotFoundError("the depth image has no valid pixels in range; "
+                                      "objects seen: none")
+        lap("points")
+        clusters = self.segmenter.segment(cloud.points, cloud.colors)
+        if not clusters:
+            raise ObjectNotFoundError("no object stands on the table; objects seen: none")
+        lap("segmentation")
+        objects = self._identify(clusters, named, camera_pose[:3, 3])
+        lap("registration")
+        candidates = [o.candidate for o in objects]
+        selection = select_object(parsed, candidates, self.embedder)
+        destination = None
+        if parsed.destination is not None:
+            destination = resolve_destination(parsed, candidates, self.embedder, selection.index,
+                                              workspace=self._workspace(cloud.points))
+        lap("grounding")
+        chosen = objects[selection.index]
+        if chosen.match is not None:
+            pose = np.asarray(chosen.match.pose, dtype=np.float64)
+            points, normals = complete_cloud(chosen.match, self.library)
+        else:
+            pose = np.eye(4)
+            pose[:3, 3] = chosen.cluster.center
+            points = chosen.cluster.points
+            normals = estimate_outward_normals(points)
+        lap("object_cloud")
+        trajectory = self._plan(parsed, objects, selection.index, pose, destination)
+        lap("planning")
+        timings["total"] = round(sum(timings.values()), 2)
+        return PerceptionResult(
+            parsed, objects, selection, chosen.candidate.id, chosen.candidate.label, pose,
+            float(chosen.match.fitness) if chosen.match else 0.0, points, normals, destination,
+            trajectory, timings)
+
+    def _plan(self, parsed: Instruction, objects: list[SceneObject], index: int,
+              pose: FloatArray, destination: DestinationTarget | None) -> PlannedTrajectory:
+        obstacles: dict[int, Obstacle] = {
+            i: Obstacle(o.candidate.centroid, o.candidate.extent,
+                        o.candidate.label or f"object {i}")
+            for i, o in enumerate(objects) if i != index}
+        support = None
+        if destination is not None and destination.support_index is not None:
+            support = obstacles.get(destination.support_index)
+        goal: Any = None if destination is None else destination.position
+        if goal is not None:  # the planner moves the object frame: shift by its offset
+            offset = pose[:3, 3] - np.asarray(objects[index].candidate.centroid)
+            goal = np.asarray(goal, dtype=np.float64) + offset
+        request = PlanRequest(parsed.task, pose, objects[index].candidate.extent, goal,
+                              tuple(obstacles.values()), support, parsed.angle_rad,
+                              parsed.height_m)
+        return self.planner.plan(request)
