@@ -324,6 +324,8 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "scenes": n,
         "accuracy_pct": round(100 * sum(r["correct"] for r in records) / max(n, 1), 1),
+        "cluster_accuracy_pct": round(100 * sum(r.get("chosen_cluster_of") == r["target"]
+                                                for r in records) / max(n, 1), 1),
         "id_accuracy_pct": round(100 * sum(r["id_correct"] for r in records) / max(n, 1), 1),
         "similar_scenes": len(similar),
         "similar_accuracy_pct": round(100 * sum(r["correct"] for r in similar)
