@@ -363,10 +363,10 @@ def draw_overlay(color: NDArray[np.uint8], intrinsics: CameraIntrinsics, camera_
         uv, front = _project(np.asarray([obj.candidate.centroid]), intrinsics, camera_pose)
         if front[0]:
             draw.text((uv[0, 0] + 4, uv[0, 1]), obj.candidate.label, fill=(200, 225, 255))
-    # the planner moves the object frame: follow the cloud centre rigidly attached to it
+    # follow the cloud centre rigidly attached to the object along T_tar(t)
     centre = np.append(np.asarray(result.cloud_points).mean(axis=0), 1.0)
     local = np.linalg.solve(result.pose, centre)
-    path = (result.trajectory.poses @ local)[:, :3]
+    path = (result.target_poses @ local)[:, :3]
     uv, front = _project(path, intrinsics, camera_pose)
     line = [(float(a), float(b)) for (a, b), f in zip(uv, front, strict=True) if f]
     if len(line) > 1:
@@ -423,8 +423,10 @@ def write_outputs(out: Path, result: PerceptionResult, *, color: NDArray[np.uint
     np.savez(out / "object_cloud.npz", points=np.asarray(result.cloud_points, dtype=np.float64),
              normals=np.asarray(result.cloud_normals, dtype=np.float64))
     traj = result.trajectory
-    np.savez(out / "trajectory.npz", poses=traj.poses, times=traj.times,
-             waypoints=traj.waypoints, goal=traj.goal, task=np.asarray(traj.task))
+    # poses: T_tar(t) of the object (the frame of result.pose); box_poses: the planner's box
+    np.savez(out / "trajectory.npz", poses=result.target_poses, times=traj.times,
+             box_poses=traj.poses, waypoints=traj.waypoints, goal=traj.goal,
+             task=np.asarray(traj.task))
     draw_overlay(color, intrinsics, camera_pose, result).save(out / "overlay.png")
     summary = {**result_summary(result), **extra}
     summary["outputs"] = {name: str(out / name) for name in

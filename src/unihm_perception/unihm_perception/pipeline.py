@@ -87,7 +87,8 @@ class PerceptionResult:
     cloud_points: FloatArray  # (N, 3) planning frame (completed from the model when identified)
     cloud_normals: FloatArray  # (N, 3) outward
     destination: DestinationTarget | None
-    trajectory: PlannedTrajectory
+    trajectory: PlannedTrajectory  # the planner's result (its poses move the object's box)
+    target_poses: FloatArray  # (T, 4, 4) T_tar(t): the object (pose's frame) along it
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -228,16 +229,31 @@ class Perception:
             points = chosen.cluster.points
             normals = estimate_outward_normals(points)
         lap("object_cloud")
-        trajectory = self._plan(parsed, objects, selection.index, pose, destination)
+        trajectory, target_poses = self._plan(parsed, objects, selection.index, pose,
+                                              destination)
         lap("planning")
         timings["total"] = round(sum(timings.values()), 2)
         return PerceptionResult(
             parsed, objects, selection, chosen.candidate.id, chosen.candidate.label, pose,
             float(chosen.match.fitness) if chosen.match else 0.0, points, normals, destination,
-            trajectory, timings)
+            trajectory, target_poses, timings)
+
+    def _box(self, chosen: SceneObject) -> tuple[FloatArray, FloatArray]:
+        """The object's bounding box in its own frame: centre offset (3,) and size (3,).
+
+        Planners move a box centred on the pose they are given; a library model's origin is
+        wherever its mesh file put it, so planning happens in a frame at the box centre and
+        the result is mapped back to the model frame."""
+        if chosen.match is None:
+            return np.zeros(3), np.asarray(chosen.candidate.extent, dtype=np.float64)
+        points = self.library[chosen.match.object_id].model.points
+        lo, hi = points.min(axis=0), points.max(axis=0)
+        return (lo + hi) / 2, hi - lo
 
     def _plan(self, parsed: Instruction, objects: list[SceneObject], index: int,
-              pose: FloatArray, destination: DestinationTarget | None) -> PlannedTrajectory:
+              pose: FloatArray, destination: DestinationTarget | None
+              ) -> tuple[PlannedTrajectory, FloatArray]:
+        """The planned box trajectory and the object (model-frame) poses along it."""
         obstacles: dict[int, Obstacle] = {
             i: Obstacle(o.candidate.centroid, o.candidate.extent,
                         o.candidate.label or f"object {i}")
@@ -245,11 +261,20 @@ class Perception:
         support = None
         if destination is not None and destination.support_index is not None:
             support = obstacles.get(destination.support_index)
-        goal: Any = None if destination is None else destination.position
-        if goal is not None:  # the planner moves the object frame: shift by its offset
-            offset = pose[:3, 3] - np.asarray(objects[index].candidate.centroid)
-            goal = np.asarray(goal, dtype=np.float64) + offset
-        request = PlanRequest(parsed.task, pose, objects[index].candidate.extent, goal,
-                              tuple(obstacles.values()), support, parsed.angle_rad,
-                              parsed.height_m)
-        return self.planner.plan(request)
+        centre, size = self._box(objects[index])
+        box_from_object = np.eye(4)
+        box_from_object[:3, 3] = -centre
+        box_pose = pose.copy()
+        box_pose[:3, 3] = pose[:3, :3] @ centre + pose[:3, 3]
+        goal: Any = None
+        if destination is not None:
+            # the destination is where the observed centre should end; the box may be taller
+            # or shorter than what the camera saw: keep its bottom where the observation's is
+            goal = np.asarray(destination.position, dtype=np.float64).copy()
+            observed_half = 0.5 * float(objects[index].candidate.extent[2])
+            box_half = 0.5 * float(np.abs(pose[2, :3]) @ size)
+            goal[2] += box_half - observed_half
+        request = PlanRequest(parsed.task, box_pose, size, goal, tuple(obstacles.values()),
+                              support, parsed.angle_rad, parsed.height_m)
+        planned = self.planner.plan(request)
+        return planned, planned.poses @ box_from_object
