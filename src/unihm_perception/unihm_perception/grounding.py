@@ -216,16 +216,28 @@ def srgb_to_lab(rgb: ArrayLike) -> FloatArray:
                      200.0 * (f[..., 1] - f[..., 2])], axis=-1)
 
 
-def color_name(rgb: ArrayLike) -> str:
-    """The nearest colour word of :data:`COLOR_PROTOTYPES`."""
-    lab = srgb_to_lab(rgb)
-    names = list(COLOR_PROTOTYPES)
-    protos = srgb_to_lab(np.array([COLOR_PROTOTYPES[n] for n in names]))
-    return names[int(np.argmin(np.linalg.norm(protos - lab, axis=-1)))]
+_ACHROMATIC = 12.0  # Lab chroma below which a colour has no usable hue
 
 
 def _color_distance(rgb: ArrayLike, word: str) -> float:
-    return float(np.linalg.norm(srgb_to_lab(rgb) - srgb_to_lab(COLOR_PROTOTYPES[word])))
+    """How far a seen colour is from a colour word, tolerant to shading.
+
+    A surface in shadow keeps its hue but loses lightness and chroma (shaded yellow reads as
+    "brown" in plain Lab distance), so chromatic words are compared by hue angle, with
+    lightness and chroma down-weighted; achromatic words and observations by Lab distance."""
+    seen, proto = srgb_to_lab(rgb), srgb_to_lab(COLOR_PROTOTYPES[word])
+    chroma_seen = float(np.hypot(seen[1], seen[2]))
+    chroma_proto = float(np.hypot(proto[1], proto[2]))
+    if chroma_proto < _ACHROMATIC or chroma_seen < _ACHROMATIC:
+        return float(np.linalg.norm(seen - proto))
+    hue = np.degrees(np.arctan2(seen[2], seen[1]) - np.arctan2(proto[2], proto[1]))
+    hue = abs((hue + 180.0) % 360.0 - 180.0)
+    return float(hue + 0.2 * abs(seen[0] - proto[0]) + 0.1 * abs(chroma_seen - chroma_proto))
+
+
+def color_name(rgb: ArrayLike) -> str:
+    """The nearest colour word of :data:`COLOR_PROTOTYPES` (see :func:`_color_distance`)."""
+    return min(COLOR_PROTOTYPES, key=lambda word: _color_distance(rgb, word))
 
 
 def describe(candidate: CandidateLike) -> str:

@@ -129,6 +129,8 @@ class Perception:
             phrases.append(instruction.destination.target)
         named: list[str] = []
         for phrase in phrases:
+            if not phrase.noun:  # "the red one": colour words alone name no model
+                return None
             scores, _ = name_scores(phrase, self._library_candidates, self.embedder)
             named += [c.id for c, s in zip(self._library_candidates, scores, strict=True)
                       if s >= self.params.name_threshold and c.id is not None]
@@ -154,6 +156,16 @@ class Perception:
         for score, c, match in pairs:
             if c in assigned or (match.object_id in used and score < p.duplicate_score):
                 continue
+            if named is not None:
+                # a named model also fits part of a similar object: the cluster keeps the
+                # name only if no other library model explains it better
+                best = identify(clusters[c].points, self.library, self.registration,
+                                table=table, viewpoint=viewpoint)[0]
+                if best.object_id != match.object_id and best.score > score:
+                    if best.score >= p.accept_score and best.fitness >= p.accept_fitness:
+                        assigned[c] = best
+                        used.add(best.object_id)
+                    continue
             assigned[c] = match
             used.add(match.object_id)
         objects = []
@@ -167,6 +179,16 @@ class Perception:
                 tuple(float(v) for v in hi - lo))
             objects.append(SceneObject(cluster, best, candidate))
         return objects
+
+    def _identify_one(self, obj: SceneObject, viewpoint: FloatArray) -> SceneObject:
+        table = getattr(self.segmenter, "table", None)
+        best = identify(obj.cluster.points, self.library, self.registration, table=table,
+                        viewpoint=viewpoint)[0]
+        if best.score < self.params.accept_score or best.fitness < self.params.accept_fitness:
+            return obj
+        c = obj.candidate
+        return SceneObject(obj.cluster, best,
+                           Candidate(best.object_id, best.label, c.color, c.centroid, c.extent))
 
     def _workspace(self, points: FloatArray) -> Workspace:
         """Named regions ("the left side of the table") refer to the table seen."""
@@ -220,6 +242,11 @@ class Perception:
                                               workspace=self._workspace(cloud.points))
         lap("grounding")
         chosen = objects[selection.index]
+        if chosen.match is None and named is not None:
+            # chosen by attributes among clusters registered to other models only: identify
+            # it against the whole library now, for its pose and completed cloud
+            chosen = self._identify_one(chosen, camera_pose[:3, 3])
+            objects[selection.index] = chosen
         if chosen.match is not None:
             pose = np.asarray(chosen.match.pose, dtype=np.float64)
             points, normals = complete_cloud(chosen.match, self.library)
