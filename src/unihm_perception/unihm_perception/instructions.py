@@ -172,6 +172,11 @@ _REGION_RE = re.compile(
     r"(?:\s+of\s+the\s+(?:table|workspace|desk))?$")
 
 
+_SIDE_START_RE = re.compile(r"^(?:the\s+)?(?:left|right|front|back|middle|center|centre)\b")
+_TABLE_RE = re.compile(r"^(?:the\s+)?(?:table|desk|workspace)$")
+_SIDE_REGIONS = {"left_of": "left", "right_of": "right", "behind": "far", "in_front_of": "near"}
+
+
 def parse_object_phrase(text: str) -> ObjectPhrase:
     """Split an object phrase into its noun and attribute words."""
     text = text.strip(" ,")
@@ -213,12 +218,19 @@ def _split_destination(rest: str, allow_region: bool) -> tuple[str, DestinationP
         target = rest[match.end():].strip(" ,")
         obj = rest[:match.start()].strip(" ,")
         region = _REGION_RE.match(target)
+        later = _REL_RE.search(rest, match.end())
         if region:
-            later = _REL_RE.search(rest, match.end())
             if not allow_region or later is not None:
                 continue  # "the mug on the left": an attribute of the object, not a place
             if relation in {"to", "on", "in"}:
                 return obj, DestinationPhrase("region", region=REGIONS[region.group(1)])
+        if later is not None and _SIDE_START_RE.match(target):
+            continue  # "the red one on the right to the back ...": the side is an attribute
+        if _TABLE_RE.match(target) and relation in _SIDE_REGIONS:
+            if not allow_region:
+                continue
+            # "to the right of the table" names a region of the table, not an object
+            return obj, DestinationPhrase("region", region=_SIDE_REGIONS[relation])
         if target in {"me", "you", "the person", "the user"}:
             return obj, None
         if not target:

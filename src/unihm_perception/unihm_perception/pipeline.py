@@ -12,7 +12,7 @@ a frame within its time budget on two cores.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -61,6 +61,7 @@ class PerceptionParams:
     accept_score: float = 0.35  # a registration below this leaves the cluster unidentified
     accept_fitness: float = 0.5
     duplicate_score: float = 0.8  # a second cluster may carry an already used label above this
+    snap_to_table: float = 0.02  # m: a resting object this close to the table starts on it
     name_threshold: float = 0.62  # phrase <-> library label similarity to restrict registration
 
 
@@ -301,7 +302,20 @@ class Perception:
             observed_half = 0.5 * float(objects[index].candidate.extent[2])
             box_half = 0.5 * float(np.abs(pose[2, :3]) @ size)
             goal[2] += box_half - observed_half
+        planner = self.planner
+        table = getattr(self.segmenter, "table", None)
+        if table is not None:
+            # registration leaves a resting object a few mm off the table plane: start it on
+            # the plane (within ``snap_to_table``), and plan against the table actually seen
+            half_z = 0.5 * float(np.abs(box_pose[2, :3]) @ size)
+            bottom = box_pose[:3, 3] - np.array([0.0, 0.0, half_z])
+            height = float(table.height(bottom[None])[0])
+            if abs(height) <= self.params.snap_to_table:
+                box_pose[2, 3] -= height
+            if isinstance(planner, TaskPlanner):
+                table_z = float(table.project(bottom[None])[0, 2])
+                planner = TaskPlanner(replace(planner.params, table_z=table_z))
         request = PlanRequest(parsed.task, box_pose, size, goal, tuple(obstacles.values()),
                               support, parsed.angle_rad, parsed.height_m)
-        planned = self.planner.plan(request)
+        planned = planner.plan(request)
         return planned, planned.poses @ box_from_object
