@@ -98,7 +98,9 @@ fi
 # --- 3. Interfaces ----------------------------------------------------------------------------
 build_interfaces() {  # $1 = source folder, $2 = package name
   local src="$1" name="$2" h
-  h=$(hash_of $(find "$src" "$ROOT/cmake" -type f | sort) ; "$PY" -V)
+  # sources only: tests write __pycache__ next to them, which must not trigger a rebuild
+  h=$(hash_of $(find "$src" "$ROOT/cmake" -type f -not -path '*/__pycache__/*' \
+    -not -name '*.pyc' | sort) ; "$PY" -V)
   if stamp_ok "interfaces-$name" "$h" && [ -d "$VENV/share/$name" ]; then return 0; fi
   say "building interfaces: $name"
   rm -rf "$BUILD/$name"
