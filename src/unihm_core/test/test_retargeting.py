@@ -14,6 +14,7 @@ import pytest
 
 from unihm_core.assets import asset_path
 from unihm_core.hands import HandConfigError, UnknownHandError, get_hand_config, hand_ids
+from unihm_core.hands.benchmark import MEDIAPIPE_SEQUENCE
 from unihm_core.hands.kinematics import HandKinematics, hand_kinematics
 from unihm_core.hands.retargeting import (
     HUMAN_FINGER_JOINTS,
@@ -24,7 +25,6 @@ from unihm_core.hands.retargeting import (
 )
 from unihm_core.se3 import pose_from_xyz_rpy
 
-MEDIAPIPE = "human_hand_sequences/dexretargeting_mediapipe_right/human_joint_right.npz"
 # Round trip (reachable targets), fingertip error in mm: (mean, p95), measured with margin.
 ROUND_TRIP_MM = {"allegro_left": (6, 15), "allegro_right": (6, 15), "leap_right": (6, 25),
                  "shadow_left": (4, 10), "shadow_right": (4, 10), "xhand_left": (4, 8),
@@ -51,7 +51,7 @@ def _no_leftover_build_folders() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def mediapipe() -> dict[str, np.ndarray]:
-    data = np.load(asset_path(MEDIAPIPE))
+    data = np.load(asset_path(MEDIAPIPE_SEQUENCE))
     return {"joints_21": data["joints_21"], "valid": data["valid"]}
 
 

@@ -154,14 +154,18 @@ class Perception:
         pairs.sort(key=lambda item: item[0], reverse=True)
         assigned: dict[int, Match] = {}
         used: set[str] = set()
+        whole_library: dict[int, Match] = {}  # one registration against every model per cluster
         for score, c, match in pairs:
             if c in assigned or (match.object_id in used and score < p.duplicate_score):
                 continue
             if named is not None:
                 # a named model also fits part of a similar object: the cluster keeps the
                 # name only if no other library model explains it better
-                best = identify(clusters[c].points, self.library, self.registration,
-                                table=table, viewpoint=viewpoint)[0]
+                if c not in whole_library:
+                    whole_library[c] = identify(clusters[c].points, self.library,
+                                                self.registration, table=table,
+                                                viewpoint=viewpoint)[0]
+                best = whole_library[c]
                 if best.object_id != match.object_id and best.score > score:
                     if best.score >= p.accept_score and best.fitness >= p.accept_fitness:
                         assigned[c] = best

@@ -32,11 +32,8 @@ _CHUNK = 2048  # configurations per batched block: temporaries stay cache-sized 
 @dataclass(frozen=True)
 class _Joint:
     parent: int  # index into the joint list (0 = URDF root)
-    rotation: FloatArray  # placement in the parent joint frame
-    translation: FloatArray
-    axis: FloatArray  # unit axis in the joint frame
     revolute: bool
-    placement: FloatArray  # [rotation | translation], 3 x 4
+    placement: FloatArray  # [rotation | translation] in the parent joint frame, 3 x 4
     motion: FloatArray  # [K | K^2 | axis] with K = [axis]x, 3 x 7
 
 
@@ -193,8 +190,8 @@ class HandKinematics:
             k = skew(axis)
             placement = model.jointPlacements[i]
             joints.append(_Joint(
-                model.parents[i], placement.rotation.copy(), placement.translation.copy(), axis,
-                revolute, np.hstack([placement.rotation, placement.translation[:, None]]),
+                model.parents[i], revolute,
+                np.hstack([placement.rotation, placement.translation[:, None]]),
                 np.hstack([k, k @ k, axis[:, None]])))
         self._joints: list[_Joint | None] = joints
         # support[k, j]: full joint j (0-based) moves keypoint k
