@@ -483,8 +483,8 @@ def _gather(args: argparse.Namespace) -> tuple[NDArray[np.uint8], NDArray[np.flo
 
 
 def _run_perceive(args: argparse.Namespace) -> int:
+    from unihm_core.target_planner import PlanningError
     from unihm_perception.grounding import ObjectNotFoundError
-    from unihm_perception.planner import PlanningError
 
     try:
         color, depth, intrinsics, pose, extra = _gather(args)

@@ -28,10 +28,10 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from unihm_core.se3 import transform_points
+from unihm_core.target_planner import PlannedTrajectory, PlanningError, PlanRequest, TaskPlanner
 from unihm_perception.camera import depth_to_points
 from unihm_perception.grounding import OBJECT_SYNONYMS
 from unihm_perception.pipeline import Perception, PerceptionResult
-from unihm_perception.planner import PlannedTrajectory, PlanningError, PlanRequest, TaskPlanner
 from unihm_perception.scene import YCB_OBJECTS, RenderedFrame, random_scene, render
 
 FloatArray = NDArray[np.float64]

@@ -2,7 +2,7 @@
 
 The stages are plug-ins (a :class:`~unihm_perception.segmentation.Segmenter`, an
 :class:`~unihm_perception.registration.ObjectLibrary`, a
-:class:`~unihm_perception.planner.TrajectoryPlanner`); the defaults are the CPU ones of this
+:class:`~unihm_core.target_planner.TrajectoryPlanner`); the defaults are the CPU ones of this
 package. Identification is language-first: the object and destination phrases are matched to
 library labels by sentence embedding before any registration, and clusters are registered only
 against those models (all of them when the phrase names nothing the library knows), which keeps
@@ -19,6 +19,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from unihm_core.object_model import estimate_outward_normals
+from unihm_core.target_planner import (
+    Obstacle,
+    PlannedTrajectory,
+    PlanRequest,
+    TaskPlanner,
+    TrajectoryPlanner,
+)
 from unihm_perception.camera import CameraIntrinsics, depth_to_points
 from unihm_perception.grounding import (
     Candidate,
@@ -32,13 +39,6 @@ from unihm_perception.grounding import (
     select_object,
 )
 from unihm_perception.instructions import Instruction, parse_instruction
-from unihm_perception.planner import (
-    Obstacle,
-    PlannedTrajectory,
-    PlanRequest,
-    TaskPlanner,
-    TrajectoryPlanner,
-)
 from unihm_perception.registration import (
     Match,
     ObjectLibrary,

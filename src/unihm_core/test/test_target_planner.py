@@ -5,7 +5,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from unihm_core.se3 import make_pose
-from unihm_perception.planner import (
+from unihm_core.target_planner import (
     Obstacle,
     PlannedTrajectory,
     PlanningError,

@@ -1,5 +1,8 @@
 """Target object trajectories T_tar(t) from a task, the object pose and the scene.
 
+Perception plans with it at run time and dataset synthesis plans with it offline, so the
+generator trains on the trajectories it will be given.
+
 Motions are straight segments between a few waypoints, each timed with the minimum-jerk profile,
 so the object is at rest at every waypoint (and at both ends): simple to check, and the
 generator sees the same start-stop shape it was trained on. Collisions are checked for the
@@ -20,14 +23,14 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.spatial.transform import Rotation, Slerp
 
 from unihm_core.se3 import make_pose
-from unihm_core.trajectory import min_jerk
-from unihm_perception.instructions import (
+from unihm_core.tasks import (
     TASK_HANDOVER,
     TASK_LIFT,
     TASK_PICK_AND_PLACE,
     TASK_PUSH,
     TASK_ROTATE,
 )
+from unihm_core.trajectory import min_jerk
 
 FloatArray = NDArray[np.float64]
 
