@@ -24,6 +24,8 @@ PLANNER = TaskPlanner()
 def _check_common(traj: PlannedTrajectory) -> None:
     assert traj.poses.shape == (len(traj.times), 4, 4)
     assert traj.times[0] == 0.0 and np.all(np.diff(traj.times) > 0)
+    # one uniform grid at the planner's rate (datasets and the generator use fixed-rate steps)
+    np.testing.assert_allclose(np.diff(traj.times), 1.0 / PLANNER.params.rate_hz, atol=1e-9)
     np.testing.assert_allclose(traj.poses[0], START, atol=1e-9)
     dt = np.diff(traj.times)
     speed = np.linalg.norm(np.diff(traj.poses[:, :3, 3], axis=0), axis=1) / dt

@@ -212,8 +212,10 @@ class TaskPlanner:
         angle = float((rot[0].inv() * rot[1]).magnitude())
         duration = max(p.min_segment_time, 1.875 * dist / p.max_speed,
                        1.875 * angle / p.max_angular_speed)
-        n = max(2, int(np.ceil(duration * p.rate_hz)))
-        t = np.linspace(0.0, duration, n + 1)[1:]
+        # Whole sample periods, so every segment (and the trajectory) lies on one uniform grid.
+        n = max(2, int(np.ceil(duration * p.rate_hz - 1e-9)))
+        duration = n / p.rate_hz
+        t = np.arange(1, n + 1) / p.rate_hz
         s = min_jerk(t / duration)
         pos = a[:3, 3] + s[:, None] * (b[:3, 3] - a[:3, 3])
         rots = Slerp([0.0, 1.0], rot)(s).as_matrix()
