@@ -35,6 +35,34 @@ from unihm_core.trajectory import min_jerk
 FloatArray = NDArray[np.float64]
 
 
+REGIONS = ("left", "right", "center", "near", "far")
+"""Named table regions a destination can be (instructions: "to the left side of the table")."""
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The table area (planning frame, metres): the robot stands at the origin facing +x."""
+
+    x_min: float = 0.30
+    x_max: float = 0.80
+    y_min: float = -0.40
+    y_max: float = 0.40
+    table_z: float = 0.0
+    edge_margin: float = 0.08
+
+    def region_point(self, region: str, half_extent: FloatArray) -> FloatArray:
+        """Where a named table region puts an object's centre (xy), inset from the edges."""
+        cx, cy = (self.x_min + self.x_max) / 2, (self.y_min + self.y_max) / 2
+        inset = self.edge_margin + float(np.linalg.norm(half_extent[:2]))
+        points = {"left": (cx, self.y_max - inset), "right": (cx, self.y_min + inset),
+                  "center": (cx, cy), "near": (self.x_min + inset, cy),
+                  "far": (self.x_max - inset, cy)}
+        if region not in points:
+            raise ValueError(f"unknown table region {region!r}; choose one of {REGIONS}")
+        return np.asarray(points[region], dtype=np.float64)
+
+
+
 class PlanningError(RuntimeError):
     """No collision-free trajectory was found (the message names the blocking clusters)."""
 
