@@ -204,9 +204,16 @@ class DatasetWriter:
             raise DatasetFormatError(f"duplicate sequence id {record.sequence_id!r}")
         rel = f"{SEQUENCE_DIR}/{record.sequence_id}{SEQUENCE_SUFFIX}"
         save_sequence(record, self.root / rel)
-        entry = IndexEntry.of(record, rel)
+        return self.register(IndexEntry.of(record, rel))
+
+    def register(self, entry: IndexEntry) -> IndexEntry:
+        """Index a sequence file already written under the folder (by a worker process)."""
+        if entry.id in self._ids:
+            raise DatasetFormatError(f"duplicate sequence id {entry.id!r}")
+        if not (self.root / entry.file).is_file():
+            raise DatasetFormatError(f"{self.root / entry.file}: not written")
         self.index.entries.append(entry)
-        self._ids.add(record.sequence_id)
+        self._ids.add(entry.id)
         if len(self.index.entries) % self.flush_every == 0:
             self.flush()
         return entry

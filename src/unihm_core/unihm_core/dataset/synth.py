@@ -1,0 +1,348 @@
+"""`unihm data synth`: physically validated manipulation sequences for every hand type.
+
+Two stages, each spread over a process pool:
+
+1. Per object, a grasp bank: grasps of the reference hand found by optimization
+   (:mod:`.grasp_synthesis`), retargeted to every other hand through the human-like keypoints
+   (:mod:`.reference`), polished per hand with the same energies, and checked per hand in
+   MuJoCo (:mod:`.physics`: held against gravity while the hand lifts 10 cm). A hand whose
+   version of a grasp fails the check is left out of the sequences that use that grasp.
+2. Per sequence: a random placement on the table, a task and its planned object motion, a grasp
+   from the bank, the composed motion of every hand that passed (:mod:`.sequences`), contact
+   labels and instruction paraphrases; written as one file (:mod:`.format`).
+
+Every random choice derives from the seed and the object / sequence number (not from the worker
+that happens to run it), so the same command gives the same dataset with any worker count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unihm_core.dataset.format import SEQUENCE_SUFFIX, SequenceRecord, save_sequence
+from unihm_core.dataset.index import SEQUENCE_DIR, DatasetWriter, IndexEntry
+from unihm_core.dataset.motion import hand_motion
+from unihm_core.dataset.objects_source import ObjectSource, resolve_object
+from unihm_core.dataset.reference import REFERENCE_HAND, retarget_keyframes
+from unihm_core.dataset.sequences import (
+    HandGrasp,
+    SequenceError,
+    Timing,
+    compose,
+    plan_object_motion,
+    resting_start,
+    sample_task,
+)
+from unihm_core.hands.kinematics import hand_kinematics
+from unihm_core.hands.registry import hand_ids
+from unihm_core.object_model import ObjectModel
+from unihm_core.se3 import FloatArray, make_pose
+from unihm_core.target_planner import PlanningError, Workspace
+from unihm_core.tasks import TASKS
+
+GRASPS_FILE = "grasps.json"
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Everything that determines a synthetic dataset (recorded in its index)."""
+
+    objects: tuple[str, ...]
+    num: int
+    seed: int = 0
+    fps: float = 30.0
+    hands: tuple[str, ...] = ()
+    """Empty: every registry hand."""
+    reference_hand: str = REFERENCE_HAND
+    grasps_per_object: int = 24
+    grasp_candidates: int = 48
+    tasks: tuple[str, ...] = TASKS
+    unseen_objects: tuple[str, ...] = ()
+    test_fraction: float = 0.1
+    instructions: int = 4
+    heldout_instructions: int = 2
+    surface_points: int = 1024
+    workers: int = 2
+
+    def hand_list(self) -> tuple[str, ...]:
+        hands = self.hands or tuple(hand_ids())
+        if self.reference_hand not in hands:
+            hands = (self.reference_hand, *hands)
+        return hands
+
+
+@dataclass
+class GraspBank:
+    """One object's validated grasps: per grasp, per hand, the grasp and its physics check."""
+
+    source: ObjectSource
+    rest: FloatArray
+    """The object's resting pose at the origin (upright, lowest point on the table)."""
+    points: FloatArray
+    normals: FloatArray
+    extent: FloatArray
+    grasps: list[dict[str, HandGrasp]] = field(default_factory=list)
+    checks: list[dict[str, dict[str, Any]]] = field(default_factory=list)
+    modes: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def usable(self, reference_hand: str) -> list[int]:
+        """Grasps whose reference-hand version passed (the others are retargeted from it)."""
+        return [i for i, c in enumerate(self.checks) if c.get(reference_hand, {}).get("success")]
+
+
+@dataclass
+class SynthReport:
+    sequences: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    grasp_seconds: float = 0.0
+    sequence_seconds: float = 0.0
+    per_hand: dict[str, dict[str, float]] = field(default_factory=dict)
+    interrupted: bool = False
+
+    @property
+    def sequences_per_minute(self) -> float:
+        return 60.0 * self.sequences / self.seconds if self.seconds > 0 else 0.0
+
+
+def _child_seed(seed: int, *key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, *key]))
+
+
+def _object_model(source: ObjectSource, n_points: int, seed: int) -> ObjectModel:
+    return ObjectModel.from_file(source.mesh_file, n_points=n_points, seed=seed)
+
+
+def _grasp_object(source: ObjectSource) -> Any:
+    """The physics check's object: the library's convex pieces and real mass, or the
+    folder's pieces, or the mesh itself (MuJoCo collides with its convex hull)."""
+    from unihm_core.dataset.physics import GraspObject
+
+    if source.mesh_path.startswith("ycb_objects/"):
+        return GraspObject.ycb(source.object_id)
+    return GraspObject(source.object_id, source.collision_files or (source.mesh_file,))
+
+
+def build_grasp_bank(spec: str, config: SynthConfig, object_index: int) -> GraspBank:
+    """Stage 1 for one object (runs in a worker)."""
+    from unihm_core.dataset.grasp_synthesis import polish_grasps, synthesize_grasps
+    from unihm_core.dataset.physics import LiftChecker
+
+    tic = time.perf_counter()
+    source = resolve_object(spec)
+    obj = _object_model(source, max(config.surface_points, 2048), config.seed)
+    table_z = float(obj.points[:, 2].min())
+    rest = make_pose(None, [0.0, 0.0, -table_z])
+    extent = obj.points.max(axis=0) - obj.points.min(axis=0)
+    seed = int(_child_seed(config.seed, object_index).integers(2**31))
+    ref = config.reference_hand
+    found = synthesize_grasps(ref, obj, table_z=table_z, num=config.grasp_candidates,
+                              seed=seed)
+    found = [g for g in found if g.passed_filters][: config.grasps_per_object]
+    kin_ref = hand_kinematics(ref)
+    bank = GraspBank(source, rest, obj.points[: config.surface_points],
+                     obj.normals[: config.surface_points], extent)
+    bank.seconds["reference"] = time.perf_counter() - tic
+    per_hand: dict[str, list[HandGrasp]] = {}
+    for hand_id in config.hand_list():
+        t0 = time.perf_counter()
+        if hand_id == ref:
+            per_hand[hand_id] = [HandGrasp(g.wrist_pose, g.q, g.q_pregrasp, kin_ref.open_pose)
+                                 for g in found]
+        else:
+            kin = hand_kinematics(hand_id)
+            keyframes = [retarget_keyframes(hand_id, np.stack([kin_ref.open_pose,
+                                                               g.q_pregrasp, g.q]), ref)
+                         for g in found]
+            polished = polish_grasps(hand_id, obj, [g.wrist_pose for g in found],
+                                     [k[2] for k in keyframes], table_z=table_z,
+                                     modes=[g.mode for g in found])
+            per_hand[hand_id] = [HandGrasp(p.wrist_pose, p.q, p.q_pregrasp, kin.open_pose)
+                                 for p in polished]
+        bank.seconds[f"grasp:{hand_id}"] = time.perf_counter() - t0
+    for hand_id, grasps in per_hand.items():
+        t0 = time.perf_counter()
+        checker = LiftChecker(hand_id, _grasp_object(source))
+        for i, g in enumerate(grasps):
+            result = checker.check(rest, rest @ g.wrist_in_object, g.q, q_open=g.q_open)
+            while len(bank.checks) <= i:
+                bank.checks.append({})
+            bank.checks[i][hand_id] = {
+                "success": bool(result.success), "reason": result.reason,
+                "penetration_mm": round(float(result.penetration_mm), 3),
+                "lift_height_m": round(float(result.lift_height), 4),
+                "max_slip_m": round(float(result.max_slip_m), 4),
+                "held_s": round(float(result.held_s), 3)}
+        bank.seconds[f"physics:{hand_id}"] = time.perf_counter() - t0
+    bank.grasps = [{h: per_hand[h][i] for h in per_hand} for i in range(len(found))]
+    bank.modes = [g.mode for g in found]
+    bank.seconds["total"] = time.perf_counter() - tic
+    return bank
+
+
+def build_sequence(bank: GraspBank, config: SynthConfig, number: int,
+                   workspace: Workspace | None = None) -> SequenceRecord:
+    """Stage 2: sequence ``number`` (its object chosen by the caller) from a grasp bank."""
+    from unihm_core.dataset.instructions import generate_instructions
+
+    rng = _child_seed(config.seed, 1_000_000 + number)
+    usable = bank.usable(config.reference_hand)
+    if not usable:
+        raise SequenceError(f"{bank.source.object_id}: no grasp passed the physics check")
+    ws = workspace or Workspace()
+    for _attempt in range(20):
+        g = int(rng.choice(usable))
+        task = str(rng.choice(config.tasks))
+        half = bank.extent / 2
+        r = float(np.linalg.norm(half[:2]))
+        x = rng.uniform(ws.x_min + ws.edge_margin + r, ws.x_max - ws.edge_margin - r)
+        y = rng.uniform(ws.y_min + ws.edge_margin + r, ws.y_max - ws.edge_margin - r)
+        start = resting_start(bank.rest, x, y, rng.uniform(-np.pi, np.pi))
+        try:
+            spec, request = sample_task(task, start, bank.extent, rng, ws)
+            motion = plan_object_motion(request, config.fps, rng)
+        except (SequenceError, PlanningError, ValueError):
+            continue
+        hands = {h: hg for h, hg in bank.grasps[g].items() if bank.checks[g][h]["success"]}
+        composed = compose(start, motion, hands, config.fps, Timing.random(rng))
+        obj = ObjectModel.from_arrays(bank.points, bank.normals)
+        motions = {h: hand_motion(h, composed.wrist_poses[h], composed.joints[h],
+                                  composed.object_poses, obj, validation=bank.checks[g][h])
+                   for h in hands}
+        text_seed = int(rng.integers(2**31))
+        object_id = bank.source.object_id
+        kwargs = spec.instruction_kwargs()
+        seen = generate_instructions(spec.task, object_id, n=config.instructions,
+                                     phrasing="seen", seed=text_seed, **kwargs)
+        held = generate_instructions(spec.task, object_id, n=config.heldout_instructions,
+                                     phrasing="heldout", seed=text_seed, **kwargs)
+        meta = {"seed": config.seed, "number": number, "grasp": g, "grasp_mode": bank.modes[g],
+                "task_spec": asdict(spec), "phases": composed.phases,
+                "generator": "unihm data synth"}
+        return SequenceRecord(
+            sequence_id=f"seq_{number:06d}", fps=config.fps, object_id=object_id,
+            mesh_path=bank.source.mesh_path, object_points=bank.points,
+            object_normals=bank.normals, object_poses=composed.object_poses, task=spec.task,
+            instructions=tuple(seen), heldout_instructions=tuple(held), hands=motions,
+            source="synthetic", metadata=meta)
+    raise SequenceError(f"sequence {number}: no feasible task/placement in 20 attempts")
+
+
+def _sequence_batch(bank: GraspBank, config: SynthConfig, numbers: Sequence[int],
+                    out: str) -> list[tuple[int, IndexEntry | None, str | None]]:
+    """Worker: build and write a batch of sequences; (number, entry, error) each."""
+    results: list[tuple[int, IndexEntry | None, str | None]] = []
+    for n in numbers:
+        try:
+            record = build_sequence(bank, config, n)
+        except SequenceError as exc:
+            results.append((n, None, str(exc)))
+            continue
+        rel = f"{SEQUENCE_DIR}/{record.sequence_id}{SEQUENCE_SUFFIX}"
+        save_sequence(record, Path(out) / rel)
+        results.append((n, IndexEntry.of(record, rel), None))
+    return results
+
+
+def grasp_summary(banks: Sequence[GraspBank], hands: Sequence[str]) -> dict[str, Any]:
+    """Per hand and object: grasps checked, passed, penetrations (written to grasps.json)."""
+    out: dict[str, Any] = {"objects": {}, "hands": {}}
+    for bank in banks:
+        rows = {}
+        for hand_id in hands:
+            checks = [c[hand_id] for c in bank.checks if hand_id in c]
+            rows[hand_id] = {"checked": len(checks),
+                             "passed": sum(bool(c["success"]) for c in checks),
+                             "penetration_mm": [float(c["penetration_mm"]) for c in checks],
+                             "reasons": [c.get("reason", "") for c in checks]}
+        out["objects"][bank.source.object_id] = {"grasps": rows, "seconds": bank.seconds}
+    for hand_id in hands:
+        checked = sum(o["grasps"][hand_id]["checked"] for o in out["objects"].values())
+        passed = sum(o["grasps"][hand_id]["passed"] for o in out["objects"].values())
+        pen = [p for o in out["objects"].values() for p in o["grasps"][hand_id]["penetration_mm"]]
+        out["hands"][hand_id] = {"checked": checked, "passed": passed,
+                                 "lift_success_rate": passed / checked if checked else 0.0,
+                                 "mean_penetration_mm": float(np.mean(pen)) if pen else 0.0,
+                                 "max_penetration_mm": float(np.max(pen)) if pen else 0.0}
+    return out
+
+
+def synthesize(config: SynthConfig, out: str | os.PathLike[str], *, overwrite: bool = False,
+               progress: Callable[[str, int, int], None] | None = None) -> SynthReport:
+    """Build the dataset into ``out``; ``progress(stage, done, total)`` follows both stages.
+
+    Ctrl-C keeps every sequence already written: the index is rewritten before returning.
+    """
+    if config.num < 1:
+        raise ValueError(f"--num must be at least 1, got {config.num}")
+    if not config.objects:
+        raise ValueError("no objects given")
+    sources = [resolve_object(s) for s in config.objects]  # fail fast on a bad object
+    ids = [s.object_id for s in sources]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"objects given twice: {ids}")
+    unknown_unseen = set(config.unseen_objects) - set(ids)
+    if unknown_unseen:
+        raise ValueError(f"unseen objects {sorted(unknown_unseen)} are not among {ids}")
+    for hand_id in config.hand_list():
+        hand_kinematics(hand_id)  # unknown hands fail before any work
+    report = SynthReport()
+    tic = time.perf_counter()
+    writer = DatasetWriter(out, overwrite=overwrite)
+    writer.set_splits(config.unseen_objects, config.test_fraction, config.seed)
+    writer.index.provenance = {"command": "unihm data synth", "config": asdict(config)}
+    ctx = get_context("spawn")
+    workers = max(1, config.workers)
+    banks: list[GraspBank] = []
+    try:
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            futures = [pool.submit(build_grasp_bank, s, config, i)
+                       for i, s in enumerate(config.objects)]
+            for i, f in enumerate(futures):
+                banks.append(f.result())
+                if progress:
+                    progress("grasps", i + 1, len(futures))
+            report.grasp_seconds = time.perf_counter() - tic
+            summary = grasp_summary(banks, config.hand_list())
+            Path(out, GRASPS_FILE).write_text(json.dumps(summary, indent=1), encoding="utf-8")
+            report.per_hand = summary["hands"]
+            t1 = time.perf_counter()
+            numbers = list(range(config.num))
+            batch = 10
+            jobs = []
+            for start in range(0, len(numbers), batch):
+                chunk = numbers[start:start + batch]
+                by_object: dict[int, list[int]] = {}
+                for n in chunk:
+                    by_object.setdefault(n % len(banks), []).append(n)
+                jobs += [pool.submit(_sequence_batch, banks[o], config, ns, str(out))
+                         for o, ns in by_object.items()]
+            done = 0
+            for job in jobs:
+                for _n, entry, _error in job.result():
+                    done += 1
+                    if entry is not None:
+                        writer.register(entry)
+                        report.sequences += 1
+                    else:
+                        report.skipped += 1
+                    if progress:
+                        progress("sequences", done, config.num)
+            report.sequence_seconds = time.perf_counter() - t1
+    except KeyboardInterrupt:
+        report.interrupted = True
+    finally:
+        writer.close()
+        report.seconds = time.perf_counter() - tic
+    return report
