@@ -196,10 +196,10 @@ def register_data(subparsers: argparse._SubParsersAction) -> None:
     split.add_argument("--seed", type=int, default=0)
     split.set_defaults(func=_run(_split))
 
-    render = sub.add_parser("render", help="draw a sequence (PNG filmstrip or MP4)")
+    render = sub.add_parser("render", help="draw a sequence (PNG filmstrip or animated GIF)")
     render.add_argument("dir")
     render.add_argument("--seq", required=True, help="sequence id or number in the index")
-    render.add_argument("--out", required=True, help="output .png (or .mp4)")
+    render.add_argument("--out", required=True, help="output .png (filmstrip) or .gif (animation)")
     render.add_argument("--hand", default=None, help="hand id (default: the first)")
     render.add_argument("--frames", type=int, default=8, help="frames in a filmstrip")
     render.set_defaults(func=_run(_render))
