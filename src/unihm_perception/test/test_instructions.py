@@ -84,6 +84,27 @@ def test_angles_and_heights() -> None:
     assert parse_instruction("lift the mug by 20 cm").height_m == pytest.approx(0.2)
 
 
+def test_grasp_parts_are_not_destinations() -> None:
+    # "by" is also a relation ("by the bowl"); "by the handle" says where to hold the object
+    parsed = parse_instruction("pick up the mug by the handle")
+    assert (parsed.task, parsed.object.noun, parsed.part) == (TASK_LIFT, "mug", "handle")
+    assert parsed.destination is None
+    parsed = parse_instruction("lift the mug by its handle and put it next to the sugar box")
+    assert (parsed.task, parsed.object.noun, parsed.part) == (TASK_PICK_AND_PLACE, "mug", "handle")
+    assert parsed.destination is not None and parsed.destination.target is not None
+    assert parsed.destination.target.noun == "sugar box"
+    parsed = parse_instruction("hand me the clamp, holding it by the jaws")
+    assert (parsed.task, parsed.object.noun, parsed.part) == (TASK_HANDOVER, "clamp", "jaws")
+    parsed = parse_instruction("rotate the mustard bottle at the cap by 90 degrees clockwise")
+    assert (parsed.object.noun, parsed.part) == ("mustard bottle", "cap")
+    assert parsed.angle_rad == pytest.approx(-math.pi / 2)
+    # a part word followed by "of" names a place: still a destination
+    parsed = parse_instruction("put the mug by the side of the bowl")
+    assert parsed.part is None and parsed.destination is not None
+    assert parsed.destination.relation == "next_to"
+    assert parse_instruction("put the mug by the bowl").part is None
+
+
 @pytest.mark.parametrize(("text", "needle"), [
     ("", "empty"), ("   \n\t", "empty"), ("lift the mug " * 40, "too long"),
     ("the mug is nice", "no task"), ("hello there", "no task"),

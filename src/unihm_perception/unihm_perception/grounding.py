@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from unihm_core.objects import OBJECTS
 from unihm_perception.instructions import (
     DestinationPhrase,
     Instruction,
@@ -39,36 +40,11 @@ NAME_TIE_MARGIN = 0.05
 # CIELAB distance (delta E 76) margin within which two objects count as "the same colour".
 COLOR_MARGIN = 15.0
 
-# Known objects: YCB id -> (canonical label, synonyms people use). Candidates carrying one of
-# these ids (or exactly its label) are also matched through the synonyms.
+# Known objects: YCB id -> (canonical label, synonyms people use), a view of the shared object
+# catalog (unihm_core.objects). Candidates carrying one of these ids (or exactly its label) are
+# also matched through the synonyms.
 OBJECT_SYNONYMS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "002_master_chef_can": ("coffee can", ("master chef can", "coffee tin", "coffee")),
-    "003_cracker_box": ("cracker box", ("cheez-it", "crackers", "box of crackers")),
-    "004_sugar_box": ("sugar box", ("sugar", "box of sugar", "domino sugar")),
-    "005_tomato_soup_can": ("tomato soup can", ("soup can", "tomato can", "soup",
-                                                "can of soup", "campbell's")),
-    "006_mustard_bottle": ("mustard bottle", ("mustard", "french's", "yellow bottle",
-                                              "condiment bottle")),
-    "007_tuna_fish_can": ("tuna can", ("tuna", "fish can", "can of tuna")),
-    "010_potted_meat_can": ("potted meat can", ("spam", "meat can")),
-    "011_banana": ("banana", ()),
-    "013_apple": ("apple", ()),
-    "019_pitcher_base": ("pitcher", ("jug", "water jug")),
-    "021_bleach_cleanser": ("bleach cleanser", ("bleach", "cleanser", "soft scrub")),
-    "024_bowl": ("bowl", ("dish", "red bowl")),
-    "025_mug": ("mug", ("cup", "coffee mug", "coffee cup")),
-    "029_plate": ("plate", ("dish", "dinner plate")),
-    "035_power_drill": ("power drill", ("drill",)),
-    "036_wood_block": ("wood block", ("wooden block", "block of wood")),
-    "037_scissors": ("scissors", ()),
-    "042_adjustable_wrench": ("adjustable wrench", ("wrench", "spanner")),
-    "044_flat_screwdriver": ("screwdriver", ("flat screwdriver",)),
-    "048_hammer": ("hammer", ()),
-    "051_large_clamp": ("large clamp", ("clamp",)),
-    "052_extra_large_clamp": ("extra large clamp", ("clamp", "big clamp")),
-    "061_foam_brick": ("foam brick", ("brick", "foam block", "red block", "sponge block")),
-    "077_rubiks_cube": ("rubik's cube", ("cube", "puzzle cube")),
-}
+    ycb_id: (obj.name, obj.synonyms) for ycb_id, obj in OBJECTS.items()}
 _LABEL_TO_ID = {label: ycb_id for ycb_id, (label, _) in OBJECT_SYNONYMS.items()}
 
 # Colour prototypes (sRGB in [0, 1]); a mean colour is compared with them in CIELAB.

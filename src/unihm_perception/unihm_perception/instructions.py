@@ -13,14 +13,18 @@ import math
 import re
 from dataclasses import dataclass, field
 
-# The task vocabulary of unihm_msgs/msg/TargetTrajectory.msg (kept as strings so that this
-# module does not need the generated message package).
-TASK_PICK_AND_PLACE = "pick_and_place"
-TASK_LIFT = "lift"
-TASK_PUSH = "push"
-TASK_ROTATE = "rotate"
-TASK_HANDOVER = "handover"
-TASKS = (TASK_PICK_AND_PLACE, TASK_LIFT, TASK_PUSH, TASK_ROTATE, TASK_HANDOVER)
+from unihm_core.objects import PART_WORDS
+
+# The task vocabulary lives in unihm_core.tasks (shared with the planner and the dataset); it is
+# re-exported here because callers import the TASK_* names from the parser.
+from unihm_core.tasks import (
+    TASK_HANDOVER,
+    TASK_LIFT,
+    TASK_PICK_AND_PLACE,
+    TASK_PUSH,
+    TASK_ROTATE,
+    TASKS,  # noqa: F401  (re-exported for callers of the parser)
+)
 
 MAX_INSTRUCTION_CHARS = 300
 
@@ -149,6 +153,7 @@ class Instruction:
     destination: DestinationPhrase | None = None
     angle_rad: float | None = None    # rotate: signed angle about +z (counter-clockwise > 0)
     height_m: float | None = None     # lift: requested height
+    part: str | None = None           # where to hold it ("by the handle" -> "handle")
 
 
 def _normalise(text: str) -> str:
@@ -171,6 +176,12 @@ _REGION_RE = re.compile(
     rf"^(?:the\s+)?({_alternation(list(REGIONS))})(?:\s+(?:side|edge|part|end|corner|half))?"
     r"(?:\s+of\s+the\s+(?:table|workspace|desk))?$")
 
+
+# "by the handle", "holding it at the rim": where to hold the object, not where to put it ("by"
+# is also a relation). A following "of" keeps "by the side of the bowl" a destination.
+_PART_RE = re.compile(
+    r"(?:\s*,)?\s*\b(?:(?:while\s+)?(?:holding|gripping|grasping|grabbing)\s+(?:it|them)\s+)?"
+    rf"(?:by|at)\s+(?:the|its)\s+({_alternation(PART_WORDS)})\b(?!\s+of\b)")
 
 _SIDE_START_RE = re.compile(r"^(?:the\s+)?(?:left|right|front|back|middle|center|centre)\b")
 _TABLE_RE = re.compile(r"^(?:the\s+)?(?:table|desk|workspace)$")
@@ -273,6 +284,15 @@ def _extract_height(text: str) -> tuple[str, float | None]:
     return re.sub(r"\s+", " ", text).strip(), value * scale
 
 
+def _extract_part(text: str) -> tuple[str, str | None]:
+    """Remove a grasp-part phrase; return the text and the part word (None without one)."""
+    match = _PART_RE.search(text)
+    if not match:
+        return text, None
+    text = text[:match.start()] + " " + text[match.end():]
+    return re.sub(r"\s+", " ", text).strip(" ,"), match.group(1)
+
+
 def _parse_clauses(norm: str, text: str) -> list[tuple[str, str, str]]:
     """Each clause as (verb, task, text after the verb)."""
     clauses = [c for c in _CLAUSE_SPLIT.split(norm) if c.strip()]
@@ -307,6 +327,7 @@ def parse_instruction(text: str) -> Instruction:
     norm = _normalise(text)
     norm, angle = _extract_angle(norm)
     norm, height = _extract_height(norm)
+    norm, part = _extract_part(norm)
     parsed = _parse_clauses(norm, text)
 
     object_phrase: ObjectPhrase | None = None
@@ -345,4 +366,4 @@ def parse_instruction(text: str) -> Instruction:
     if task != TASK_LIFT:
         height = None
     return Instruction(text=text, task=task, verb=verb, object=object_phrase,
-                       destination=destination, angle_rad=angle, height_m=height)
+                       destination=destination, angle_rad=angle, height_m=height, part=part)

@@ -24,6 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.spatial.transform import Rotation
 
 from unihm_core.assets import asset_path
+from unihm_core.objects import ASSET_OBJECT_IDS, OBJECTS
 from unihm_core.se3 import make_pose, transform_points
 from unihm_perception.camera import CameraIntrinsics
 
@@ -38,15 +39,16 @@ class ObjectInfo(NamedTuple):
     rgba: tuple[float, float, float, float]
 
 
-YCB_OBJECTS: dict[str, ObjectInfo] = {
-    "004_sugar_box": ObjectInfo("sugar box", "yellow", (0.93, 0.85, 0.35, 1.0)),
-    "005_tomato_soup_can": ObjectInfo("tomato soup can", "red", (0.78, 0.12, 0.10, 1.0)),
-    "006_mustard_bottle": ObjectInfo("mustard bottle", "yellow", (0.98, 0.80, 0.05, 1.0)),
-    "025_mug": ObjectInfo("mug", "red", (0.70, 0.08, 0.12, 1.0)),
-    "051_large_clamp": ObjectInfo("large clamp", "black", (0.12, 0.12, 0.13, 1.0)),
-    "061_foam_brick": ObjectInfo("foam brick", "red", (0.85, 0.22, 0.18, 1.0)),
-}
-"""The YCB objects in the shared assets: human name, color word and render color."""
+def _object_info(ycb_id: str) -> ObjectInfo:
+    obj = OBJECTS[ycb_id]
+    if obj.color is None or obj.rgba is None:  # a catalog edit, caught at import
+        raise ValueError(f"catalog entry {ycb_id} has a mesh in the assets but no color/rgba")
+    return ObjectInfo(obj.name, obj.color, obj.rgba)
+
+
+YCB_OBJECTS: dict[str, ObjectInfo] = {ycb_id: _object_info(ycb_id) for ycb_id in ASSET_OBJECT_IDS}
+"""The YCB objects in the shared assets: human name, color word and render color (a view of
+the shared catalog, :mod:`unihm_core.objects`)."""
 
 # The OpenGL camera looks along -z with y up; the REP 103 optical frame looks along +z, y down.
 _OPTICAL_TO_GL = np.diag([1.0, -1.0, -1.0])
