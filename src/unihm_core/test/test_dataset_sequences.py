@@ -76,7 +76,7 @@ def test_sampling_is_reproducible_and_stays_on_the_table() -> None:
     for seed in range(20):
         spec, request = sample_task("push", start, EXTENT, np.random.default_rng(seed))
         assert request.destination is not None and -0.4 < request.destination[1] < 0.4
-        assert spec.direction in ("left", "right", "forward", "backward")
+        assert spec.direction in ("left", "right", "far", "near")
 
 
 def test_bad_task_and_mismatched_start_are_clear_errors() -> None:

@@ -35,9 +35,10 @@ from unihm_core.tasks import (
 )
 from unihm_core.trajectory import min_jerk
 
-PUSH_DIRECTIONS = {"left": (0.0, 1.0), "right": (0.0, -1.0), "forward": (1.0, 0.0),
-                   "backward": (-1.0, 0.0)}
-"""Push direction word -> unit xy direction (robot at the origin, x away from it, y left)."""
+PUSH_DIRECTIONS = {"left": (0.0, 1.0), "right": (0.0, -1.0), "far": (1.0, 0.0),
+                   "near": (-1.0, 0.0)}
+"""Push direction (named by the table side it heads for) -> unit xy direction (robot at the
+origin, x away from it, y to its left)."""
 
 
 class SequenceError(ValueError):
