@@ -1,0 +1,194 @@
+"""The physical lift check: grasps known to hold pass, bad ones fail, every hand simulates."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from unihm_core.assets import asset_path
+from unihm_core.dataset.physics import (
+    HAND_PREFIX,
+    YCB_MASSES,
+    GraspInputError,
+    GraspObject,
+    HandModelError,
+    LiftChecker,
+    LiftParams,
+    ObjectModelError,
+    PhysicsCheckError,
+)
+from unihm_core.dataset.physics_benchmark import pinch_grasp, wrap_grasp
+from unihm_core.hands import hand_ids, hand_kinematics
+from unihm_core.hands.registry import BUILTIN_DIR
+
+
+def _moved(pose: np.ndarray, offset: tuple[float, float, float]) -> np.ndarray:
+    out = pose.copy()
+    out[:3, 3] += offset
+    return out
+
+
+@pytest.fixture(scope="module")
+def panda_brick() -> tuple[LiftChecker, np.ndarray, np.ndarray, np.ndarray]:
+    """Panda gripper over the foam brick, pads 2 cm below its top, closed to its width."""
+    checker = LiftChecker("panda_gripper", "061_foam_brick")
+    object_pose = checker.resting_pose(0.05, -0.02, 0.3)
+    wrist, q = pinch_grasp(checker, object_pose)
+    return checker, object_pose, wrist, q
+
+
+def test_panda_pinch_lifts_the_brick(panda_brick) -> None:
+    checker, object_pose, wrist, q = panda_brick
+    assert checker.object_mass == pytest.approx(YCB_MASSES["061_foam_brick"])
+    result = checker.check(object_pose, wrist, q)
+    assert result.success, result.reason
+    assert result.reason == ""
+    assert result.lift_height > 0.09
+    assert result.max_slip_m < 0.003 and result.max_slip_deg < 3.0
+    assert result.penetration_mm < 1.5  # collision pieces are ~1 mm larger than the mesh
+    assert result.held_s == pytest.approx(1.0)
+    assert result.sim_s == pytest.approx(1.7)
+    assert result.contacts > 0
+    # Deterministic: the model is reused, the state is reset.
+    again = checker.check(object_pose, wrist, q)
+    assert again.lift_height == result.lift_height and again.max_slip_m == result.max_slip_m
+
+
+def test_bad_grasps_fail_fast(panda_brick) -> None:
+    checker, object_pose, wrist, q = panda_brick
+    away = checker.check(object_pose, _moved(wrist, (0.1, 0.0, 0.0)), q)
+    assert not away.success
+    assert "did not rise" in away.reason
+    assert away.contacts == 0 and away.held_s == 0.0
+    assert away.sim_s < 0.5  # stopped at the first sign of failure
+    open_fingers = checker.check(object_pose, wrist, [0.04])
+    assert not open_fingers.success and open_fingers.penetration_mm == 0.0
+    assert open_fingers.lift_height < 0.01
+
+
+def test_full_run_keeps_the_first_failure(panda_brick) -> None:
+    checker, object_pose, wrist, _ = panda_brick
+    params = LiftParams(stop_early=False)
+    full = LiftChecker("panda_gripper", checker.object, params).check(object_pose, wrist, [0.04])
+    assert not full.success and "did not rise" in full.reason
+    assert full.sim_s == pytest.approx(1.7)
+
+
+def test_hand_inside_the_object_reports_its_penetration(panda_brick) -> None:
+    checker, object_pose, wrist, q = panda_brick
+    sunk = _moved(wrist, (0.0, 0.0, -0.03))  # fingertips 3 cm deeper, the palm in the brick
+    result = checker.check(object_pose, sunk, q)
+    assert result.penetration_mm > 10.0
+    assert checker.penetration_mm(object_pose, sunk, q) == pytest.approx(result.penetration_mm)
+    strict = LiftChecker("panda_gripper", checker.object, LiftParams(max_penetration_mm=5.0))
+    rejected = strict.check(object_pose, sunk, q)
+    assert not rejected.success and "penetrates the object" in rejected.reason
+    assert rejected.sim_s == 0.0
+
+
+def test_a_multi_finger_wrap_grasp_lifts_the_sugar_box() -> None:
+    checker = LiftChecker("allegro_right", "004_sugar_box")
+    object_pose, wrist, q = wrap_grasp(checker, checker.resting_pose())
+    result = checker.check(object_pose, wrist, q)
+    assert result.success, result.reason
+    assert result.contacts >= 4 and result.penetration_mm < 3.0
+    opened = checker.check(object_pose, wrist, checker.kin.open_pose)
+    assert not opened.success
+
+
+def test_mesh_objects_take_a_mass_or_a_density() -> None:
+    mesh = asset_path("ycb_objects/061_foam_brick/textured_simple.obj")
+    checker = LiftChecker("panda_gripper", mesh, mass=0.05)
+    assert checker.object_mass == pytest.approx(0.05)
+    pose = checker.resting_pose(0.05, -0.02, 0.3)
+    assert checker.check(pose, *pinch_grasp(checker, pose)).success
+    dense = LiftChecker("panda_gripper", GraspObject.from_mesh(mesh, density=1000.0))
+    # 1000 kg/m^3 times the convex hull volume of the 5.3 x 7.8 x 5.1 cm brick.
+    assert 0.15 < dense.object_mass < 0.25
+
+
+def test_squeeze_pushes_away_from_the_open_pose() -> None:
+    checker = LiftChecker("shadow_right", "061_foam_brick")
+    kin = checker.kin
+    q = np.clip(kin.open_pose + 0.5, kin.lower, kin.upper)
+    targets = checker.squeeze_targets(q, kin.open_pose)
+    assert np.all(targets >= q - 1e-12) and np.all(targets <= kin.upper + 1e-12)
+    wrist = [kin.joint_names.index(j) for j in ("WRJ1", "WRJ2")]
+    np.testing.assert_allclose(targets[wrist], q[wrist])  # wrist joints are never squeezed
+    assert np.any(targets > q + 0.1)
+
+
+@pytest.mark.parametrize("hand_id", hand_ids())
+def test_every_hand_builds_and_runs_a_check(hand_id: str) -> None:
+    checker = LiftChecker(hand_id, "061_foam_brick")
+    kin = checker.kin
+    object_pose = checker.resting_pose()
+    wrist = np.eye(4)
+    wrist[:3, :3] = [[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]]  # palm down
+    wrist[:3, 3] = (0.0, 0.0, 0.35)
+    result = checker.check(object_pose, wrist, kin.open_pose)
+    assert not result.success and result.penetration_mm == 0.0
+    assert np.isfinite([result.lift_height, result.wall_s]).all()
+    # The MuJoCo hand is where the kinematics puts it (wrist_from_base, URDF root, joints).
+    rng = np.random.default_rng(3)
+    q = rng.uniform(kin.lower, kin.upper)
+    checker.set_grasp(object_pose, wrist, q)
+    data = checker.data
+    for keypoint, expected in zip(kin.config.keypoints, kin.keypoints(wrist, q), strict=True):
+        body = checker.model.body(HAND_PREFIX + keypoint.link).id
+        point = data.xpos[body] + data.xmat[body].reshape(3, 3) @ np.asarray(keypoint.offset)
+        np.testing.assert_allclose(point, expected, atol=1e-9)
+
+
+def test_errors_name_the_problem(panda_brick, tmp_path) -> None:
+    checker, object_pose, wrist, q = panda_brick
+    with pytest.raises(HandModelError, match="unknown hand 'allegro_rihgt'"):
+        LiftChecker("allegro_rihgt", "061_foam_brick")
+    with pytest.raises(ObjectModelError, match="999_no_such_object"):
+        LiftChecker("panda_gripper", "999_no_such_object")
+    missing = tmp_path / "missing.stl"
+    with pytest.raises(ObjectModelError, match=r"mesh file not found: .*missing\.stl"):
+        LiftChecker("panda_gripper", missing)
+    with pytest.raises(ObjectModelError, match="mass must be > 0"):
+        GraspObject.ycb("061_foam_brick", mass=-1.0)
+    with pytest.raises(GraspInputError, match=r"shape \(1,\).*panda_finger_joint1.*got \(2,\)"):
+        checker.check(object_pose, wrist, [0.02, 0.02])
+    with pytest.raises(GraspInputError, match="non-finite"):
+        checker.check(object_pose, wrist, [np.nan])
+    with pytest.raises(GraspInputError, match=r"wrist_pose must be a 4x4 matrix"):
+        checker.check(object_pose, wrist[:3], q)
+    with pytest.raises(GraspInputError, match="object_pose is not a rigid transform"):
+        checker.check(2.0 * object_pose, wrist, q)
+    with pytest.raises(GraspInputError, match=r"qs must have shape \(N, 1\)"):
+        checker.check_many(object_pose, wrist, q)
+    with pytest.raises(GraspInputError, match=r"wrist_poses must have shape \(2, 4, 4\)"):
+        checker.check_many(object_pose, np.stack([wrist] * 3), [q, q])
+    with pytest.raises(PhysicsCheckError, match="min_lift"):
+        LiftParams(min_lift=0.2)
+    for error in (HandModelError, ObjectModelError, GraspInputError):
+        assert issubclass(error, ValueError)
+
+
+def test_a_hand_whose_meshes_are_missing_is_refused(tmp_path, monkeypatch) -> None:
+    source = hand_kinematics("allegro_right").config
+    urdf = tmp_path / "allegro_copy.urdf"  # the URDF alone: its meshes/ folder stays behind
+    shutil.copy(source.urdf_path, urdf)
+    text = (BUILTIN_DIR / "allegro_right.yaml").read_text()
+    text = text.replace("id: allegro_right", "id: allegro_without_meshes")
+    text = re.sub(r"(?m)^urdf: .*$", f"urdf: {urdf}", text)
+    (tmp_path / "allegro_without_meshes.yaml").write_text(text)
+    monkeypatch.setenv("UNIHM_HAND_CONFIGS", str(tmp_path))
+    with pytest.raises(HandModelError, match=r"mesh file not found: .*meshes.*allegro_copy"):
+        LiftChecker("allegro_without_meshes", "061_foam_brick")
+
+
+def test_check_many_matches_single_checks(panda_brick) -> None:
+    checker, object_pose, wrist, q = panda_brick
+    wrists = np.stack([wrist, _moved(wrist, (0.1, 0.0, 0.0))])
+    results = checker.check_many(object_pose, wrists, [q, q])
+    assert [r.success for r in results] == [True, False]
+    single = checker.check(object_pose, wrists[0], q)
+    assert results[0].lift_height == single.lift_height
