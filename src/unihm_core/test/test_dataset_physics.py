@@ -11,7 +11,6 @@ import pytest
 from unihm_core.assets import asset_path
 from unihm_core.dataset.physics import (
     HAND_PREFIX,
-    YCB_MASSES,
     GraspInputError,
     GraspObject,
     HandModelError,
@@ -23,6 +22,7 @@ from unihm_core.dataset.physics import (
 from unihm_core.dataset.physics_benchmark import pinch_grasp, wrap_grasp
 from unihm_core.hands import hand_ids, hand_kinematics
 from unihm_core.hands.registry import BUILTIN_DIR
+from unihm_core.objects import OBJECTS
 
 
 def _moved(pose: np.ndarray, offset: tuple[float, float, float]) -> np.ndarray:
@@ -42,7 +42,7 @@ def panda_brick() -> tuple[LiftChecker, np.ndarray, np.ndarray, np.ndarray]:
 
 def test_panda_pinch_lifts_the_brick(panda_brick) -> None:
     checker, object_pose, wrist, q = panda_brick
-    assert checker.object_mass == pytest.approx(YCB_MASSES["061_foam_brick"])
+    assert checker.object_mass == pytest.approx(OBJECTS["061_foam_brick"].mass_kg)
     result = checker.check(object_pose, wrist, q)
     assert result.success, result.reason
     assert result.reason == ""

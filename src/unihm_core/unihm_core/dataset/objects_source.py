@@ -32,7 +32,7 @@ class ObjectSource:
     """Convex pieces for physics (empty: the physics engine takes the mesh's convex hull)."""
 
 
-def _collision_pieces(folder: Path) -> tuple[Path, ...]:
+def collision_pieces(folder: Path) -> tuple[Path, ...]:
     """Convex pieces: ``collision/*.stl``, else the first decomposition variant folder
     (``collision/v0/*.stl``, as some library objects ship several)."""
     if not folder.is_dir():
@@ -53,7 +53,7 @@ def _folder_source(folder: Path, object_id: str, recorded: str | None) -> Object
             raise ObjectSourceError(f"{folder}: expected {MESH_NAME} (or exactly one mesh file "
                                     f"{'/'.join(MESH_SUFFIXES)}), found {[p.name for p in found]}")
         mesh = found[0]
-    collision = _collision_pieces(folder / "collision")
+    collision = collision_pieces(folder / "collision")
     return ObjectSource(object_id, mesh.resolve(), recorded or str(mesh.resolve()), collision)
 
 

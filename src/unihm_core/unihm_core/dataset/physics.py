@@ -11,7 +11,8 @@ The model, built once per (hand, object) and reused for every grasp:
 
 * a table: the half-space z <= 0 (a plane; MuJoCo's cheapest collider);
 * the object: one free body whose geoms are the YCB convex collision pieces (or one mesh, of
-  which MuJoCo takes the convex hull), with the object's real mass (:data:`YCB_MASSES`) or
+  which MuJoCo takes the convex hull), with the object's real mass (from
+  :mod:`unihm_core.objects`) or
   ``mass`` / ``density`` given by the caller;
 * the hand, imported from its URDF (MuJoCo keeps ``<mimic>`` as joint equality constraints), on
   a *carrier*: a body on one vertical slide joint driven by a stiff position actuator, standing
@@ -60,21 +61,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from unihm_core.assets import AssetNotFoundError, asset_path
+from unihm_core.dataset.objects_source import collision_pieces
 from unihm_core.hands.config import HandConfigError
 from unihm_core.hands.kinematics import HandKinematics, hand_kinematics
 from unihm_core.hands.registry import UnknownHandError
+from unihm_core.objects import OBJECTS
 
 FloatArray = NDArray[np.float64]
-
-YCB_MASSES: dict[str, float] = {
-    "004_sugar_box": 0.514,
-    "005_tomato_soup_can": 0.349,
-    "006_mustard_bottle": 0.603,
-    "025_mug": 0.118,
-    "051_large_clamp": 0.125,
-    "061_foam_brick": 0.028,
-}
-"""Masses (kg) of the YCB objects in the shared assets, as published with the object set."""
 
 DEFAULT_DENSITY = 500.0
 """kg/m^3 for objects without a known mass: between foam and water, typical of packaged goods
@@ -141,13 +134,12 @@ class GraspObject:
             folder = asset_path(f"ycb_objects/{ycb_id}/collision")
         except AssetNotFoundError as e:
             raise ObjectModelError(f"YCB object '{ycb_id}': no collision meshes. {e}") from e
-        pieces = sorted(folder.glob("*.stl"))
-        if not pieces:
-            variants = sorted(p for p in folder.iterdir() if p.is_dir())
-            pieces = sorted(variants[0].glob("*.stl")) if variants else []
+        pieces = collision_pieces(folder)
         if not pieces:
             raise ObjectModelError(f"YCB object '{ycb_id}': no .stl pieces in {folder}")
-        return cls(ycb_id, tuple(pieces), mass if mass is not None else YCB_MASSES.get(ycb_id))
+        known = OBJECTS.get(ycb_id)
+        return cls(ycb_id, pieces, mass if mass is not None else
+                   (known.mass_kg if known is not None else None))
 
     @classmethod
     def from_mesh(cls, path: str | os.PathLike[str], mass: float | None = None,
