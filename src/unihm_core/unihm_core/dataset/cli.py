@@ -93,10 +93,13 @@ def _stats(args: argparse.Namespace) -> int:
     for hand_id, row in stats["hands"].items():
         rate = row.get("lift_success_rate", row.get("lift_success_in_sequences"))
         print(f"  {hand_id:<18}{row['sequences']:>6}"
-              f"{row.get('mean_penetration_mm', float('nan')):>9.2f}m"
-              f"{row.get('max_penetration_mm', float('nan')):>8.2f}m"
+              f"{_mm(row.get('mean_penetration_mm')):>10}{_mm(row.get('max_penetration_mm')):>9}"
               f"{'' if rate is None else f'{100 * rate:.0f}%':>9}")
     return 0
+
+
+def _mm(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}mm"
 
 
 def _split(args: argparse.Namespace) -> int:
@@ -132,12 +135,13 @@ def _import(args: argparse.Namespace) -> int:
     bars = _Bars()
     try:
         report = run_import(args.format, args.src, args.out,
-                            hands=_csv(args.hands) if args.hands else None,
+                            hands=_csv(args.hands) if args.hands else None, fps=args.fps,
+                            seed=args.seed, overwrite=args.overwrite,
+                            on_error="skip" if args.skip_bad else "raise",
                             progress=lambda done, total: bars("import", done, total))
     finally:
         bars.close()
-    print(json.dumps(report.summary() if hasattr(report, "summary") else vars(report),
-                     default=str))
+    print(json.dumps(report.summary(), default=str))
     return 0
 
 
@@ -209,4 +213,9 @@ def register_data(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("src", help="file or folder to import")
     imp.add_argument("--out", required=True, help="dataset folder to create")
     imp.add_argument("--hands", default="", help="comma-separated hand ids (default: all)")
+    imp.add_argument("--fps", type=float, default=None, help="resample (default: source rate)")
+    imp.add_argument("--seed", type=int, default=0, help="seed of the instruction paraphrases")
+    imp.add_argument("--skip-bad", action="store_true",
+                     help="skip unreadable items (listed in the report) instead of stopping")
+    imp.add_argument("--overwrite", action="store_true", help="replace a dataset in --out")
     imp.set_defaults(func=_run(_import))
