@@ -167,7 +167,7 @@ def build_grasp_bank(spec: str, config: SynthConfig, object_index: int) -> Grasp
                          for g in found]
             polished = polish_grasps(hand_id, obj, [g.wrist_pose for g in found],
                                      [k[2] for k in keyframes], table_z=table_z,
-                                     modes=[g.mode for g in found])
+                                     mode=[g.mode for g in found])
             per_hand[hand_id] = [HandGrasp(p.wrist_pose, p.q, p.q_pregrasp, kin.open_pose)
                                  for p in polished]
         bank.seconds[f"grasp:{hand_id}"] = time.perf_counter() - t0
@@ -175,7 +175,7 @@ def build_grasp_bank(spec: str, config: SynthConfig, object_index: int) -> Grasp
         t0 = time.perf_counter()
         checker = LiftChecker(hand_id, _grasp_object(source))
         for i, g in enumerate(grasps):
-            result = checker.check(rest, rest @ g.wrist_in_object, g.q, q_open=g.q_open)
+            result = checker.check(rest, rest @ g.wrist_in_object, g.q_grasp, q_open=g.q_open)
             while len(bank.checks) <= i:
                 bank.checks.append({})
             bank.checks[i][hand_id] = {
