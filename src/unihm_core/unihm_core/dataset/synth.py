@@ -278,25 +278,53 @@ def grasp_summary(banks: Sequence[GraspBank], hands: Sequence[str]) -> dict[str,
     return out
 
 
-def synthesize(config: SynthConfig, out: str | os.PathLike[str], *, overwrite: bool = False,
-               progress: Callable[[str, int, int], None] | None = None) -> SynthReport:
-    """Build the dataset into ``out``; ``progress(stage, done, total)`` follows both stages.
-
-    Ctrl-C keeps every sequence already written: the index is rewritten before returning.
-    """
+def check_config(config: SynthConfig) -> None:
+    """Fail before any work on a bad object, hand, count or split."""
     if config.num < 1:
         raise ValueError(f"--num must be at least 1, got {config.num}")
     if not config.objects:
         raise ValueError("no objects given")
-    sources = [resolve_object(s) for s in config.objects]  # fail fast on a bad object
-    ids = [s.object_id for s in sources]
+    ids = [resolve_object(s).object_id for s in config.objects]
     if len(set(ids)) != len(ids):
         raise ValueError(f"objects given twice: {ids}")
     unknown_unseen = set(config.unseen_objects) - set(ids)
     if unknown_unseen:
         raise ValueError(f"unseen objects {sorted(unknown_unseen)} are not among {ids}")
     for hand_id in config.hand_list():
-        hand_kinematics(hand_id)  # unknown hands fail before any work
+        hand_kinematics(hand_id)
+
+
+def _write_sequences(pool: ProcessPoolExecutor, banks: list[GraspBank], config: SynthConfig,
+                     writer: DatasetWriter, *, report: SynthReport,
+                     progress: Callable[[str, int, int], None] | None) -> None:
+    """Stage 2: batches of ten sequences, each batch grouped by object."""
+    jobs = []
+    for start in range(0, config.num, 10):
+        by_object: dict[int, list[int]] = {}
+        for n in range(start, min(start + 10, config.num)):
+            by_object.setdefault(n % len(banks), []).append(n)
+        jobs += [pool.submit(_sequence_batch, banks[o], config, ns, str(writer.root))
+                 for o, ns in by_object.items()]
+    done = 0
+    for job in jobs:
+        for _n, entry, _error in job.result():
+            done += 1
+            if entry is not None:
+                writer.register(entry)
+                report.sequences += 1
+            else:
+                report.skipped += 1
+            if progress:
+                progress("sequences", done, config.num)
+
+
+def synthesize(config: SynthConfig, out: str | os.PathLike[str], *, overwrite: bool = False,
+               progress: Callable[[str, int, int], None] | None = None) -> SynthReport:
+    """Build the dataset into ``out``; ``progress(stage, done, total)`` follows both stages.
+
+    Ctrl-C keeps every sequence already written: the index is rewritten before returning.
+    """
+    check_config(config)
     report = SynthReport()
     tic = time.perf_counter()
     writer = DatasetWriter(out, overwrite=overwrite)
@@ -318,27 +346,7 @@ def synthesize(config: SynthConfig, out: str | os.PathLike[str], *, overwrite: b
             Path(out, GRASPS_FILE).write_text(json.dumps(summary, indent=1), encoding="utf-8")
             report.per_hand = summary["hands"]
             t1 = time.perf_counter()
-            numbers = list(range(config.num))
-            batch = 10
-            jobs = []
-            for start in range(0, len(numbers), batch):
-                chunk = numbers[start:start + batch]
-                by_object: dict[int, list[int]] = {}
-                for n in chunk:
-                    by_object.setdefault(n % len(banks), []).append(n)
-                jobs += [pool.submit(_sequence_batch, banks[o], config, ns, str(out))
-                         for o, ns in by_object.items()]
-            done = 0
-            for job in jobs:
-                for _n, entry, _error in job.result():
-                    done += 1
-                    if entry is not None:
-                        writer.register(entry)
-                        report.sequences += 1
-                    else:
-                        report.skipped += 1
-                    if progress:
-                        progress("sequences", done, config.num)
+            _write_sequences(pool, banks, config, writer, report=report, progress=progress)
             report.sequence_seconds = time.perf_counter() - t1
     except KeyboardInterrupt:
         report.interrupted = True
