@@ -20,7 +20,16 @@ from unihm_core.object_model import ObjectModel
 from unihm_core.se3 import FloatArray, invert
 
 CONTACT_THRESHOLD_M = 0.005
-"""A fingertip keypoint sits inside the finger pad, so 5 mm covers touching fingers."""
+"""Gap between the finger pad's surface and the object below which a fingertip touches."""
+
+
+def fingertip_radii(hand_id: str) -> FloatArray:
+    """(n_tips,) radius of each fingertip's contact sphere: keypoints sit inside the finger, so
+    a touching fingertip's keypoint is this far from the surface (grasp synthesis fits them)."""
+    from unihm_core.dataset.grasp_synthesis import hand_spheres
+
+    spheres = hand_spheres(hand_id)
+    return np.asarray(spheres.radii[spheres.tip_spheres], dtype=np.float64)
 
 
 def fingertip_distances(hand_id: str, wrist_poses: ArrayLike, joints: ArrayLike,
@@ -45,11 +54,13 @@ def hand_motion(hand_id: str, wrist_poses: ArrayLike, joints: ArrayLike,
                 object_poses: ArrayLike, obj: ObjectModel, *,
                 validation: Mapping[str, Any] | None = None,
                 threshold: float = CONTACT_THRESHOLD_M) -> HandMotion:
-    """A :class:`HandMotion` with contact labels computed from the object's trajectory."""
+    """A :class:`HandMotion` with contact labels from the object's trajectory: a fingertip
+    touches when its pad surface (keypoint distance minus pad radius) is within ``threshold``."""
     kin = hand_kinematics(hand_id)
     dist = fingertip_distances(hand_id, wrist_poses, joints, object_poses, obj)
     return HandMotion(hand_id=hand_id, joint_names=kin.joint_names,
                       wrist_poses=np.asarray(wrist_poses, dtype=np.float64),
                       joints=np.asarray(joints, dtype=np.float64),
                       fingertips=tuple(k.name for k in kin.config.fingertips),
-                      contacts=dist < threshold, validation=dict(validation or {}))
+                      contacts=dist < fingertip_radii(hand_id) + threshold,
+                      validation=dict(validation or {}))

@@ -54,7 +54,8 @@ def dataset_stats(root: str | Path, *, read_sequences: bool = True) -> dict[str,
             row["lift_success_in_sequences"] = float(np.mean(lift))
         if hand_id in grasps:
             g = grasps[hand_id]
-            row.update(grasps_checked=g["checked"], grasps_passed=g["passed"],
+            row.update(grasps_checked=g["checked"], grasps_kept=g.get("kept", g["checked"]),
+                       grasps_passed=g["passed"],
                        lift_success_rate=g["lift_success_rate"],
                        checked_mean_penetration_mm=g["mean_penetration_mm"],
                        checked_max_penetration_mm=g["max_penetration_mm"])

@@ -72,6 +72,9 @@ class SynthConfig:
     instructions: int = 4
     heldout_instructions: int = 2
     surface_points: int = 1024
+    max_penetration_mm: float = 5.0
+    """Grasps whose hand penetrates the object deeper (MuJoCo collision geometry) are filtered
+    out before the lift simulation; the lift success rate is over the grasps kept."""
     workers: int = 2
 
     def hand_list(self) -> tuple[str, ...]:
@@ -137,7 +140,7 @@ def _grasp_object(source: ObjectSource) -> Any:
 def build_grasp_bank(spec: str, config: SynthConfig, object_index: int) -> GraspBank:
     """Stage 1 for one object (runs in a worker)."""
     from unihm_core.dataset.grasp_synthesis import polish_grasps, synthesize_grasps
-    from unihm_core.dataset.physics import LiftChecker
+    from unihm_core.dataset.physics import LiftChecker, LiftParams
 
     tic = time.perf_counter()
     source = resolve_object(spec)
@@ -173,13 +176,15 @@ def build_grasp_bank(spec: str, config: SynthConfig, object_index: int) -> Grasp
         bank.seconds[f"grasp:{hand_id}"] = time.perf_counter() - t0
     for hand_id, grasps in per_hand.items():
         t0 = time.perf_counter()
-        checker = LiftChecker(hand_id, _grasp_object(source))
+        checker = LiftChecker(hand_id, _grasp_object(source),
+                              LiftParams(max_penetration_mm=config.max_penetration_mm))
         for i, g in enumerate(grasps):
             result = checker.check(rest, rest @ g.wrist_in_object, g.q_grasp, q_open=g.q_open)
             while len(bank.checks) <= i:
                 bank.checks.append({})
             bank.checks[i][hand_id] = {
                 "success": bool(result.success), "reason": result.reason,
+                "kept": bool(result.penetration_mm <= config.max_penetration_mm),
                 "penetration_mm": round(float(result.penetration_mm), 3),
                 "lift_height_m": round(float(result.lift_height), 4),
                 "max_slip_m": round(float(result.max_slip_m), 4),
@@ -263,16 +268,19 @@ def grasp_summary(banks: Sequence[GraspBank], hands: Sequence[str]) -> dict[str,
         for hand_id in hands:
             checks = [c[hand_id] for c in bank.checks if hand_id in c]
             rows[hand_id] = {"checked": len(checks),
+                             "kept": sum(bool(c["kept"]) for c in checks),
                              "passed": sum(bool(c["success"]) for c in checks),
                              "penetration_mm": [float(c["penetration_mm"]) for c in checks],
                              "reasons": [c.get("reason", "") for c in checks]}
         out["objects"][bank.source.object_id] = {"grasps": rows, "seconds": bank.seconds}
     for hand_id in hands:
-        checked = sum(o["grasps"][hand_id]["checked"] for o in out["objects"].values())
-        passed = sum(o["grasps"][hand_id]["passed"] for o in out["objects"].values())
-        pen = [p for o in out["objects"].values() for p in o["grasps"][hand_id]["penetration_mm"]]
-        out["hands"][hand_id] = {"checked": checked, "passed": passed,
-                                 "lift_success_rate": passed / checked if checked else 0.0,
+        rows = [o["grasps"][hand_id] for o in out["objects"].values()]
+        checked = sum(r["checked"] for r in rows)
+        kept = sum(r["kept"] for r in rows)
+        passed = sum(r["passed"] for r in rows)
+        pen = [p for r in rows for p in r["penetration_mm"]]
+        out["hands"][hand_id] = {"checked": checked, "kept": kept, "passed": passed,
+                                 "lift_success_rate": passed / kept if kept else 0.0,
                                  "mean_penetration_mm": float(np.mean(pen)) if pen else 0.0,
                                  "max_penetration_mm": float(np.max(pen)) if pen else 0.0}
     return out
