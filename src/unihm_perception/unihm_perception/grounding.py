@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from unihm_core.objects import OBJECTS
+from unihm_core.target_planner import Workspace
 from unihm_perception.instructions import (
     DestinationPhrase,
     Instruction,
@@ -96,18 +97,6 @@ class Selection:
     score: float
     rule: str          # "name", "name+color", "attributes", ... (what decided)
     why: str           # one human-readable sentence
-
-
-@dataclass(frozen=True)
-class Workspace:
-    """The table area named regions refer to (planning frame, metres)."""
-
-    x_min: float = 0.30
-    x_max: float = 0.80
-    y_min: float = -0.40
-    y_max: float = 0.40
-    table_z: float = 0.0
-    edge_margin: float = 0.08
 
 
 @dataclass(frozen=True)
@@ -349,12 +338,8 @@ def select_object(target: Instruction | ObjectPhrase, candidates: Sequence[Candi
 
 
 def _region_position(region: str, workspace: Workspace, half: FloatArray) -> FloatArray:
-    w = workspace
-    cx, cy = (w.x_min + w.x_max) / 2, (w.y_min + w.y_max) / 2
-    inset = w.edge_margin + float(np.linalg.norm(half[:2]))
-    xy = {"left": (cx, w.y_max - inset), "right": (cx, w.y_min + inset), "center": (cx, cy),
-          "near": (w.x_min + inset, cy), "far": (w.x_max - inset, cy)}[region]
-    return np.array([xy[0], xy[1], w.table_z + half[2]])
+    xy = workspace.region_point(region, half)
+    return np.array([xy[0], xy[1], workspace.table_z + half[2]])
 
 
 def resolve_destination(instruction: Instruction, candidates: Sequence[CandidateLike],
