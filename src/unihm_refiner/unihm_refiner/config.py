@@ -63,6 +63,7 @@ class SolverParams:
     fingers_only: bool
     joint_limits: bool
     warm_start: bool
+    compiled: bool = True
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def _parse(data: dict[str, Any], source: str) -> RefinerConfig:
                                       for g in PRIOR_GROUPS))
     s = data["solver"]
     iterations = _count(s, "max_iterations", source, "solver.")
-    for flag in ("fingers_only", "joint_limits", "warm_start"):
+    for flag in ("fingers_only", "joint_limits", "warm_start", "compiled"):
         if not isinstance(s[flag], bool):
             raise RefinerConfigError(source, f"solver.{flag}", f"expected true or false, got "
                                                                f"{s[flag]!r}")
@@ -167,5 +168,5 @@ def _parse(data: dict[str, Any], source: str) -> RefinerConfig:
         lambda_down=_number(s, "lambda_down", source, "solver."),
         lambda_max=_number(s, "lambda_max", source, "solver."),
         fingers_only=s["fingers_only"], joint_limits=s["joint_limits"],
-        warm_start=s["warm_start"])
+        warm_start=s["warm_start"], compiled=s["compiled"])
     return RefinerConfig(contact, priors["gen"], priors["vel"], priors["acc"], solver, source)

@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 
 from unihm_core.hands.kinematics import WRIST_DOF, HandKinematics, hand_kinematics
 from unihm_core.se3 import invert
+from unihm_refiner import compiled
 from unihm_refiner.config import RefinerConfig, load_refiner_config
 from unihm_refiner.energies import kernel_and_slope, residuals
 
@@ -59,6 +60,7 @@ class RefineResult:
     accepted: NDArray[np.int64]  # (T,) accepted steps
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    path: str = "numpy"  # which loop ran: "compiled" or "numpy"
 
     @property
     def frames_per_second(self) -> float:
@@ -136,6 +138,8 @@ class Refiner:
         # fingers only: the wrist columns are removed from the system
         self.free = np.arange(WRIST_DOF, n) if cfg.solver.fingers_only else np.arange(n)
         self._inv_h2 = 1.0  # set per surface by refine()
+        self._tree_arrays: tuple[tuple, tuple] | None = None  # for the compiled loop
+        self._tree: tuple[Surface, tuple] | None = None  # (surface, its k-d tree)
 
     # ------------------------------------------------------------------------------ checks
     def _check(self, wrist_poses: FloatArray, q: FloatArray,
@@ -197,10 +201,18 @@ class Refiner:
         fingers resting on a sparse cloud do not chatter from frame to frame. Neighbours and
         weights are frozen for the step, as the paper freezes correspondences."""
         k = self.config.contact.neighbours
-        if k == 1:
+        tree = self._tree[1] if self._tree is not None and self._tree[0] is surface else None
+        if tree is not None:  # the same neighbours, from the compiled loop's tree
+            near, normals, dist2 = compiled.knn_batch(np.ascontiguousarray(x), surface.points,
+                                                      surface.normals, tree, k)
+            if k == 1:
+                near, normals = near[:, 0], normals[:, 0]
+        elif k == 1:
             near, normals = surface.nearest_unchecked(x)
+        else:
+            near, normals, dist2 = surface.neighbours_unchecked(x, k)
+        if k == 1:
             return np.einsum("ij,ij->i", normals, x - near), normals
-        near, normals, dist2 = surface.neighbours_unchecked(x, k)
         weights = np.exp(-(dist2 - dist2[:, :1]) * self._inv_h2)
         weights /= weights.sum(axis=1, keepdims=True)
         d = np.einsum("mk,mk->m", weights, np.einsum("mki,mki->mk", normals, x[:, None] - near))
@@ -278,6 +290,9 @@ class Refiner:
         wrist_poses, q_gen, target_poses = self._check(wrist_poses, q, target_poses)
         h = self.config.contact.smoothing * surface.spacing
         self._inv_h2 = 1.0 / max(h * h, 1e-12)
+        self._tree = None
+        if self.uses_compiled(surface):
+            self._tree = (surface, self._build_tree(surface))
         obj_inv = invert(target_poses)
         points, pull = self._select_points(surface, wrist_poses, q_gen, obj_inv)
         return TrajectoryPlan(wrist_poses, q_gen, obj_inv, invert(wrist_poses), points, pull)
@@ -319,6 +334,8 @@ class Refiner:
         ``target_poses`` (object poses in the world, one per frame)."""
         clock = time.perf_counter()
         plan = self.plan(wrist_poses, q, surface, target_poses)
+        if self.uses_compiled(surface):
+            return self._refine_compiled(plan, surface, clock)
         frames = plan.q.shape[0]
         out_pose, out_q = plan.wrist_poses.copy(), plan.q.copy()
         before = {t: np.zeros(frames) for t in TERMS}
@@ -368,6 +385,102 @@ class Refiner:
         pull = [np.concatenate([a, np.zeros(int(k.sum()) - self.n_tips)])
                 for a, k in zip(attract, keep, strict=True)]
         return points, pull
+
+    # ------------------------------------------------------------------------- compiled loop
+    def uses_compiled(self, surface: Surface) -> bool:
+        """Whether :meth:`refine` runs the compiled loop for ``surface``: numba is installed,
+        ``solver.compiled`` is on, and the surface exposes its ``points`` and ``normals`` with at
+        least ``contact.neighbours`` samples (else the numpy loop runs, and reports bad input
+        as it always did)."""
+        if not (compiled.AVAILABLE and self.config.solver.compiled):
+            return False
+        cloud = getattr(surface, "points", None)
+        normals = getattr(surface, "normals", None)
+        return (isinstance(cloud, np.ndarray) and isinstance(normals, np.ndarray)
+                and cloud.ndim == 2 and cloud.shape[1] == 3 and normals.shape == cloud.shape
+                and len(cloud) >= self.config.contact.neighbours)
+
+    @staticmethod
+    def _build_tree(surface: Surface) -> tuple:
+        """The compiled loop's k-d tree over ``surface``'s samples."""
+        return compiled.build_tree(np.ascontiguousarray(surface.points,
+                                                        dtype=np.float64))
+
+    def _kinematic_tree(self) -> tuple[tuple, tuple]:
+        """The hand's tree for the compiled loop, from the pinocchio model of the kinematics:
+        (parents, revolute flags, keypoint joints, support) and (placements, joint axes, mimic
+        matrix and offset, keypoint offsets, URDF root in the wrist frame)."""
+        if self._tree_arrays is None:
+            kin = self.kin
+            model = kin.model
+            data = model.createData()
+            pin.forwardKinematics(model, data, pin.neutral(model))
+            nj = model.njoints
+            parent = np.zeros(nj, dtype=np.int64)
+            revolute = np.zeros(nj, dtype=np.bool_)
+            placement = np.zeros((nj, 3, 4))
+            axis = np.zeros((nj, 3))
+            for i in range(1, nj):
+                motion = np.asarray(data.joints[i].S).reshape(6)
+                revolute[i] = np.linalg.norm(motion[3:]) > 0.5
+                a = motion[3:] if revolute[i] else motion[:3]
+                axis[i] = a / np.linalg.norm(a)
+                parent[i] = model.parents[i]
+                placement[i, :, :3] = model.jointPlacements[i].rotation
+                placement[i, :, 3] = model.jointPlacements[i].translation
+            frames = [model.frames[model.getFrameId(f"unihm_keypoint/{name}")]
+                      for name in kin.keypoint_names]
+            kp_joint = np.array([f.parentJoint for f in frames], dtype=np.int64)
+            kp_offset = np.array([f.placement.translation for f in frames])
+            support = np.zeros((len(frames), nj - 1), dtype=np.bool_)
+            for k, j in enumerate(kp_joint):
+                for s in model.supports[int(j)]:
+                    if s > 0:
+                        support[k, s - 1] = True
+            self._tree_arrays = (
+                (parent, revolute, kp_joint, support),
+                (placement, axis, np.ascontiguousarray(kin.mimic_matrix),
+                 np.ascontiguousarray(kin.mimic_offset), kp_offset,
+                 invert(kin.root_to_wrist)))
+        return self._tree_arrays
+
+    def _refine_compiled(self, plan: TrajectoryPlan, surface: Surface,
+                         clock: float) -> RefineResult:
+        """The whole trajectory in :func:`unihm_refiner.compiled.refine_trajectory`."""
+        c, s = self.config.contact, self.config.solver
+        frames, dof = plan.q.shape
+        cloud = np.ascontiguousarray(surface.points, dtype=np.float64)
+        cloud_nrm = np.ascontiguousarray(surface.normals, dtype=np.float64)
+        counts = np.array([len(p) for p in plan.points], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        points = np.concatenate(plan.points).astype(np.int64)
+        pull = np.concatenate(plan.pull)
+        tree = self._tree[1] if self._tree is not None and self._tree[0] is surface else \
+            self._build_tree(surface)
+        free = np.zeros(WRIST_DOF + dof, dtype=np.bool_)
+        free[self.free] = True
+        fp = np.array([c.alpha, c.k, c.lambda_c, c.epsilon, self._inv_h2, s.tolerance,
+                       s.lambda_init, s.lambda_up, s.lambda_down, s.lambda_max])
+        ip = np.array([c.neighbours, s.max_iterations, s.fingers_only, s.joint_limits,
+                       s.warm_start], dtype=np.int64)
+        out_pose = np.empty((frames, 4, 4))
+        out_q = np.empty((frames, dof))
+        before = np.empty((frames, len(TERMS)))
+        after = np.empty((frames, len(TERMS)))
+        tried = np.zeros(frames, dtype=np.int64)
+        accepted = np.zeros(frames, dtype=np.int64)
+        kin_i, kin_f = self._kinematic_tree()
+        compiled.refine_trajectory(
+            kin_i, kin_f, self.kin.lower, self.kin.upper,
+            np.ascontiguousarray(plan.wrist_poses), np.ascontiguousarray(plan.q),
+            np.ascontiguousarray(plan.obj_inv), np.ascontiguousarray(plan.gen_inv), points,
+            offsets, pull, cloud, cloud_nrm, tree, self.w_gen,
+            self.w_vel, self.w_acc, free, fp, ip, out_pose, out_q, before, after, tried,
+            accepted)
+        return RefineResult(self.kin.hand_id, out_pose, out_q,
+                            {name: before[:, i].copy() for i, name in enumerate(TERMS)},
+                            {name: after[:, i].copy() for i, name in enumerate(TERMS)},
+                            tried, accepted, time.perf_counter() - clock, path="compiled")
 
 
 def refine_many(jobs: list[tuple[str, FloatArray, FloatArray, Surface, FloatArray]],
