@@ -191,15 +191,18 @@ def _handle_hidden(frame: RenderedFrame, k: int, points: FloatArray) -> bool:
 
 def pose_error(estimate: FloatArray, truth: FloatArray, points: FloatArray,
                symmetries: tuple[FloatArray, ...], axis_only: bool = False) -> tuple[float, float]:
-    """Translation error at the model centre (m) and rotation error (deg) modulo symmetries;
-    for a continuous symmetry (or ``axis_only``) only the z axes are compared."""
+    """Translation error at the model centre (m) and rotation error (deg) modulo symmetries
+    (the smallest error over the rotations that map the model onto itself, as in BOP's
+    symmetry-aware errors); for a continuous symmetry (or ``axis_only``) only the z axes are
+    compared, the truth's axis turned by each symmetry (a can upside down is the same can)."""
     centre = ((points.min(axis=0) + points.max(axis=0)) / 2.0)[None]
     t_err = float(np.linalg.norm(transform_points(estimate, centre) -
                                  transform_points(truth, centre)))
     continuous = any(np.isclose(Rotation.from_matrix(s).magnitude(), np.radians(30))
                      for s in symmetries)
     if continuous or axis_only:
-        cos = float(np.clip(estimate[:3, 2] @ truth[:3, 2], -1.0, 1.0))
+        axes = [truth[:3, :3] @ s[:, 2] for s in symmetries]
+        cos = max(float(np.clip(estimate[:3, 2] @ axis, -1.0, 1.0)) for axis in axes)
         return t_err, float(np.degrees(np.arccos(cos)))
     r_err = min(Rotation.from_matrix(truth[:3, :3] @ s @ estimate[:3, :3].T).magnitude()
                 for s in symmetries)

@@ -40,13 +40,16 @@ from unihm_perception.grounding import (
 )
 from unihm_perception.instructions import Instruction, parse_instruction
 from unihm_perception.registration import (
+    DepthView,
     Match,
     ObjectLibrary,
+    ObservedCluster,
     RegistrationParams,
     complete_cloud,
-    identify,
+    observe,
+    register,
 )
-from unihm_perception.segmentation import Cluster, DbscanSegmenter, Segmenter
+from unihm_perception.segmentation import Cluster, DbscanSegmenter, Segmenter, TablePlane
 
 FloatArray = NDArray[np.float64]
 
@@ -63,6 +66,54 @@ class PerceptionParams:
     duplicate_score: float = 0.8  # a second cluster may carry an already used label above this
     snap_to_table: float = 0.02  # m: a resting object this close to the table starts on it
     name_threshold: float = 0.62  # phrase <-> library label similarity to restrict registration
+    size_margin: float = 0.01  # m: a model whose diameter is this much below a cluster's is skipped
+
+
+class FrameRegistrations:
+    """The registrations of one frame's clusters, each cluster thinned once and each
+    (cluster, model) pair registered at most once.
+
+    A model is skipped for a cluster (no match) when the cluster is wider than the model's
+    bounding-box diagonal plus ``size_margin``: the model cannot hold the points it would
+    have to explain.
+    """
+
+    def __init__(self, library: ObjectLibrary, params: RegistrationParams,
+                 clusters: list[Cluster], *, table: TablePlane | None = None,
+                 view: DepthView | None = None, size_margin: float = 0.01) -> None:
+        self.library, self.params, self.clusters = library, params, clusters
+        self.table, self.view, self.size_margin = table, view, size_margin
+        self._observed: dict[int, ObservedCluster] = {}
+        self._matches: dict[tuple[int, str], Match | None] = {}
+
+    @property
+    def registered(self) -> int:
+        """How many (cluster, model) registrations ran."""
+        return sum(m is not None for m in self._matches.values())
+
+    def observed(self, c: int) -> ObservedCluster:
+        if c not in self._observed:
+            self._observed[c] = observe(self.clusters[c].points, self.params, table=self.table,
+                                        view=self.view)
+        return self._observed[c]
+
+    def match(self, c: int, object_id: str) -> Match | None:
+        """Model ``object_id`` registered to cluster ``c`` (None: too small to be it)."""
+        key = (c, object_id)
+        if key not in self._matches:
+            observed = self.observed(c)
+            model = self.library.prepared(object_id, self.params)
+            if observed.diameter > model.diameter + self.size_margin:
+                self._matches[key] = None
+            else:
+                self._matches[key] = register(observed, self.library, object_id, self.params)
+        return self._matches[key]
+
+    def best(self, c: int) -> Match | None:
+        """The best-scoring library model for cluster ``c``."""
+        matches = [m for object_id in self.library.ids
+                   if (m := self.match(c, object_id)) is not None]
+        return max(matches, key=lambda m: (m.score, m.fitness)) if matches else None
 
 
 @dataclass
@@ -138,34 +189,31 @@ class Perception:
         return list(dict.fromkeys(named)) or None
 
     def _identify(self, clusters: list[Cluster], named: list[str] | None,
-                  viewpoint: FloatArray) -> list[SceneObject]:
+                  regs: FrameRegistrations) -> list[SceneObject]:
         """Register clusters to models, then give each model to the cluster it fits best: a
         tabletop rarely holds two copies of one object, and a small model also fits part of
         a big object, so per-cluster maxima alone would label several clusters alike. A
         second copy keeps the label only with a near-perfect fit (``duplicate_score``)."""
-        table = getattr(self.segmenter, "table", None)
         p = self.params
         pairs: list[tuple[float, int, Match]] = []
-        for c, cluster in enumerate(clusters):
-            for match in identify(cluster.points, self.library, self.registration, table=table,
-                                  viewpoint=viewpoint, candidates=named):
+        for c in range(len(clusters)):
+            for object_id in named if named is not None else self.library.ids:
+                match = regs.match(c, object_id)
+                if match is None:
+                    continue
                 if match.score >= p.accept_score and match.fitness >= p.accept_fitness:
                     pairs.append((match.score, c, match))
         pairs.sort(key=lambda item: item[0], reverse=True)
         assigned: dict[int, Match] = {}
         used: set[str] = set()
-        whole_library: dict[int, Match] = {}  # one registration against every model per cluster
         for score, c, match in pairs:
             if c in assigned or (match.object_id in used and score < p.duplicate_score):
                 continue
             if named is not None:
                 # a named model also fits part of a similar object: the cluster keeps the
                 # name only if no other library model explains it better
-                if c not in whole_library:
-                    whole_library[c] = identify(clusters[c].points, self.library,
-                                                self.registration, table=table,
-                                                viewpoint=viewpoint)[0]
-                best = whole_library[c]
+                best = regs.best(c)
+                assert best is not None  # at least ``match`` itself
                 if best.object_id != match.object_id and best.score > score:
                     if best.score >= p.accept_score and best.fitness >= p.accept_fitness:
                         assigned[c] = best
@@ -185,11 +233,11 @@ class Perception:
             objects.append(SceneObject(cluster, best, candidate))
         return objects
 
-    def _identify_one(self, obj: SceneObject, viewpoint: FloatArray) -> SceneObject:
-        table = getattr(self.segmenter, "table", None)
-        best = identify(obj.cluster.points, self.library, self.registration, table=table,
-                        viewpoint=viewpoint)[0]
-        if best.score < self.params.accept_score or best.fitness < self.params.accept_fitness:
+    def _identify_one(self, obj: SceneObject, regs: FrameRegistrations,
+                      index: int) -> SceneObject:
+        best = regs.best(index)
+        if best is None or best.score < self.params.accept_score or \
+                best.fitness < self.params.accept_fitness:
             return obj
         c = obj.candidate
         return SceneObject(obj.cluster, best,
@@ -237,7 +285,11 @@ class Perception:
         if not clusters:
             raise ObjectNotFoundError("no object stands on the table; objects seen: none")
         lap("segmentation")
-        objects = self._identify(clusters, named, camera_pose[:3, 3])
+        view = DepthView(np.asarray(depth_m, dtype=np.float64), intrinsics, camera_pose)
+        regs = FrameRegistrations(self.library, self.registration, clusters,
+                                  table=getattr(self.segmenter, "table", None), view=view,
+                                  size_margin=self.params.size_margin)
+        objects = self._identify(clusters, named, regs)
         lap("registration")
         candidates = [o.candidate for o in objects]
         selection = select_object(parsed, candidates, self.embedder)
@@ -250,7 +302,7 @@ class Perception:
         if chosen.match is None and named is not None:
             # chosen by attributes among clusters registered to other models only: identify
             # it against the whole library now, for its pose and completed cloud
-            chosen = self._identify_one(chosen, camera_pose[:3, 3])
+            chosen = self._identify_one(chosen, regs, selection.index)
             objects[selection.index] = chosen
         if chosen.match is not None:
             pose = np.asarray(chosen.match.pose, dtype=np.float64)

@@ -36,6 +36,7 @@ from unihm_core.se3 import invert, make_pose, transform_points
 
 if TYPE_CHECKING:
     from unihm_core.object_model import ObjectModel
+    from unihm_perception.camera import CameraIntrinsics
     from unihm_perception.segmentation import TablePlane
 
 FloatArray = NDArray[np.float64]
@@ -67,18 +68,33 @@ class RegistrationParams:
     seed: int = 0
     use_features: bool = True
     """FPFH + RANSAC guesses; without them only upright resting poses are tried."""
-    yaw_steps: int = 8
+    feature_trigger: float = 0.9
+    """Features are tried only when no resting guess reaches this fitness (times one minus
+    the share seen through): an upright object needs none."""
+    yaw_steps: int = 12
     """Resting guesses per model (ICP converges from about half a step away)."""
-    keep_guesses: int = 3
+    keep_guesses: int = 4
     """Resting guesses kept for ICP after a cheap nearest-neighbour screening."""
+    screen_distance: float = 0.01
+    """Screening counts observed points this close to a guess's model (the coarse grid's
+    samples lie up to about 7 mm from the surface); a looser bound lets every yaw pass."""
     coarse_distance: float = 0.025
     coarse_iterations: int = 12
+    flips: bool = True
+    """Also try the best coarse pose turned by half a turn about each principal axis of the
+    model: near-symmetric shapes (a box, a clamp lying flat, a mug with its handle seen from
+    the side) often converge the wrong way round."""
     refine: int = 2
-    """Best coarse results given the long, tight ICP (near-ties are common on the mug)."""
+    """Best distinct coarse results given the long, tight ICP."""
     fine_distance: float = 0.008
     fine_iterations: int = 30
     inlier_distance: float = 0.006
     """Fitness, RMSE and coverage threshold (3 sigma of 2 mm depth noise)."""
+    residual_weight: float = 0.5
+    """Weight of the point-to-plane RMSE (as a share of ``inlier_distance``) against the
+    fitness when hypotheses are compared."""
+    view_tolerance: float = 0.015
+    """Model surface this far in front of the measured depth counts as seen through."""
     min_points: int = 10
     up: tuple[float, float, float] = (0.0, 0.0, 1.0)
     """Rest direction when no table is given."""
@@ -98,6 +114,9 @@ class Match:
     coverage: float
     """Share of the (visible side of the) model within ``inlier_distance`` of observed points."""
     score: float
+    seen_through: float = 0.0
+    """Share of the posed model's camera-facing surface lying in front of the measured
+    depth (0 without a :class:`DepthView`)."""
 
 
 @dataclass
@@ -109,6 +128,12 @@ class _Prepared:
     normals: FloatArray
     centre: FloatArray
     coarse_tree: cKDTree
+    tree: cKDTree
+    """Of ``points`` (the fine grid)."""
+    flips: list[FloatArray]
+    """Half turns about the principal axes through ``centre`` (object frame, 4x4)."""
+    diameter: float
+    """Diagonal of the bounding box: no two surface points are farther apart."""
 
 
 @dataclass
@@ -193,24 +218,85 @@ class ObjectLibrary:
         features = o3d.pipelines.registration.compute_fpfh_feature(
             coarse, o3d.geometry.KDTreeSearchParamHybrid(radius=params.feature_radius, max_nn=100))
         points = np.asarray(cloud.points).copy()
+        lo, hi = points.min(axis=0), points.max(axis=0)
+        centre = (lo + hi) / 2.0
+        _, axes = np.linalg.eigh(np.cov((points - points.mean(axis=0)).T))
+        flips = [make_pose(2.0 * np.outer(a, a) - np.eye(3),
+                           centre - (2.0 * np.outer(a, a) - np.eye(3)) @ centre) for a in axes.T]
         prepared = _Prepared(cloud, coarse, features, points, np.asarray(cloud.normals).copy(),
-                             (points.min(axis=0) + points.max(axis=0)) / 2.0,
-                             cKDTree(np.asarray(coarse.points)))
+                             centre, cKDTree(np.asarray(coarse.points)), cKDTree(points), flips,
+                             float(np.linalg.norm(hi - lo)))
         entry._prepared[key] = prepared
         return prepared
 
 
+@dataclass(frozen=True)
+class DepthView:
+    """The depth image a cluster was cut from: poses are checked against what the camera saw.
+
+    A posed model surface that faces the camera but lies in front of the depth the camera
+    measured at its pixel would have hidden that depth: the camera saw through it, so the pose
+    is wrong there. Surface behind the measured depth is only occluded (by another object, or
+    by the object itself), which says nothing.
+    """
+
+    depth: FloatArray
+    """(H, W) metres along the optical axis; NaN (or 0) where there is no reading."""
+    intrinsics: CameraIntrinsics
+    camera_pose: FloatArray
+    """4x4 ``T_planning_camera_optical``."""
+
+    @property
+    def viewpoint(self) -> FloatArray:
+        return np.asarray(self.camera_pose, dtype=np.float64)[:3, 3]
+
+    def seen_through(self, points: FloatArray, normals: FloatArray, tolerance: float,
+                     facing: float = 0.3) -> float:
+        """Share of the planning-frame ``points`` whose outward ``normals`` face the camera
+        (cosine above ``facing``) that lie more than ``tolerance`` in front of the measured
+        depth at their pixel; points outside the image or on pixels without a reading are
+        not counted."""
+        pose = np.asarray(self.camera_pose, dtype=np.float64)
+        to_camera = pose[:3, 3] - points
+        cos = np.einsum("ij,ij->i", normals, to_camera) / np.maximum(
+            np.linalg.norm(to_camera, axis=1), 1e-9)
+        cam = (points[cos > facing] - pose[:3, 3]) @ pose[:3, :3]
+        cam = cam[cam[:, 2] > 1e-6]
+        k = self.intrinsics
+        u = np.rint(k.fx * cam[:, 0] / cam[:, 2] + k.cx).astype(np.int64)
+        v = np.rint(k.fy * cam[:, 1] / cam[:, 2] + k.cy).astype(np.int64)
+        inside = (u >= 0) & (u < k.width) & (v >= 0) & (v < k.height)
+        measured = self.depth[v[inside], u[inside]]
+        z = cam[inside, 2]
+        known = np.isfinite(measured) & (measured > 0)
+        if not np.any(known):
+            return 0.0
+        return float(np.mean(measured[known] > z[known] + tolerance))
+
+
 @dataclass
-class _Observed:
-    """The cluster on both grids, with what every model's registration shares."""
+class ObservedCluster:
+    """A cluster prepared for registration against any number of models (see
+    :func:`observe`): thinned to both grids, with its rest plane and, when known, the view."""
 
     fine: Any
     coarse: Any
-    features: Any
     tree: cKDTree
     up: FloatArray
     floor: float
     viewpoint: FloatArray | None
+    view: DepthView | None = None
+    features: Any = None
+    """FPFH of ``coarse``, computed on first use."""
+
+    @property
+    def points(self) -> FloatArray:
+        return self.tree.data
+
+    @property
+    def diameter(self) -> float:
+        """A lower bound of the distance between the cluster's two farthest points."""
+        return float(np.max(np.ptp(self.tree.data, axis=0)))
 
 
 def _with_normals(cloud: Any, radius: float, viewpoint: FloatArray | None) -> Any:
@@ -230,32 +316,37 @@ def _with_normals(cloud: Any, radius: float, viewpoint: FloatArray | None) -> An
     return cloud
 
 
-def _observe(points: ArrayLike, params: RegistrationParams, table: TablePlane | None,
-             viewpoint: FloatArray | None) -> _Observed:
+def observe(points: ArrayLike, params: RegistrationParams | None = None, *,
+            table: TablePlane | None = None, viewpoint: ArrayLike | None = None,
+            view: DepthView | None = None) -> ObservedCluster:
+    """Thin a cluster's planning-frame points (N, 3) for :func:`register` (done once per
+    cluster, shared by every model tried). ``view`` implies ``viewpoint``."""
     import open3d as o3d
 
+    p = params or RegistrationParams()
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise ValueError(f"cluster points must have shape (N, 3), got {pts.shape}")
     if not np.all(np.isfinite(pts)):
         raise ValueError("cluster points contain NaN or inf")
     raw = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
-    fine = raw.voxel_down_sample(params.voxel)
-    if len(fine.points) < params.min_points:
+    fine = raw.voxel_down_sample(p.voxel)
+    if len(fine.points) < p.min_points:
         raise ValueError(f"cluster has {len(fine.points)} points after thinning to "
-                         f"{params.voxel} m, fewer than min_points={params.min_points}")
-    coarse = _with_normals(raw.voxel_down_sample(params.coarse_voxel), params.normal_radius,
-                           viewpoint)
-    features = o3d.pipelines.registration.compute_fpfh_feature(
-        coarse, o3d.geometry.KDTreeSearchParamHybrid(radius=params.feature_radius, max_nn=100))
+                         f"{p.voxel} m, fewer than min_points={p.min_points}")
+    coarse = raw.voxel_down_sample(p.coarse_voxel)
     fine_points = np.asarray(fine.points)
     if table is not None:
         up = np.asarray(table.normal, dtype=np.float64)
         floor = -float(table.offset)
     else:
-        up = _unit(params.up)
+        up = _unit(p.up)
         floor = float(np.min(fine_points @ up))
-    return _Observed(fine, coarse, features, cKDTree(fine_points), up, floor, viewpoint)
+    if view is not None:
+        eye: FloatArray | None = view.viewpoint
+    else:
+        eye = None if viewpoint is None else np.asarray(viewpoint, dtype=np.float64).reshape(3)
+    return ObservedCluster(fine, coarse, cKDTree(fine_points), up, floor, eye, view)
 
 
 def _unit(vector: ArrayLike) -> FloatArray:
@@ -266,7 +357,8 @@ def _unit(vector: ArrayLike) -> FloatArray:
     return vec / norm
 
 
-def _resting_guesses(observed: _Observed, model: _Prepared, steps: int) -> list[FloatArray]:
+def _resting_guesses(observed: ObservedCluster, model: _Prepared,
+                     steps: int) -> list[FloatArray]:
     """``T_planning_object`` guesses: model +z along up, yawed, centred on the cluster's
     horizontal middle and lowered until its lowest point touches the floor height."""
     up = observed.up
@@ -283,7 +375,7 @@ def _resting_guesses(observed: _Observed, model: _Prepared, steps: int) -> list[
     return guesses
 
 
-def _screen(observed: _Observed, model: _Prepared, guesses: list[FloatArray],
+def _screen(observed: ObservedCluster, model: _Prepared, guesses: list[FloatArray],
             params: RegistrationParams) -> list[FloatArray]:
     """The ``keep_guesses`` guesses under which most observed points lie near the model: one
     batched KD-tree query instead of an ICP per guess."""
@@ -293,17 +385,23 @@ def _screen(observed: _Observed, model: _Prepared, guesses: list[FloatArray],
     inverse = invert(np.stack(guesses))
     local = transform_points(inverse, points)
     dist = model.coarse_tree.query(local.reshape(-1, 3), k=1,
-                                   distance_upper_bound=params.coarse_distance)[0]
+                                   distance_upper_bound=params.screen_distance)[0]
     near = np.isfinite(dist).reshape(len(guesses), -1).mean(axis=1)
     order = np.argsort(-near, kind="stable")[:params.keep_guesses]
     return [guesses[i] for i in order]
 
 
-def _feature_guess(observed: _Observed, model: _Prepared,
+def _feature_guess(observed: ObservedCluster, model: _Prepared,
                    params: RegistrationParams) -> FloatArray:
+    """``T_object_planning`` from FPFH correspondences and RANSAC (seeded)."""
     import open3d as o3d
 
     reg = o3d.pipelines.registration
+    if observed.features is None:
+        _with_normals(observed.coarse, params.normal_radius, observed.viewpoint)
+        observed.features = reg.compute_fpfh_feature(
+            observed.coarse,
+            o3d.geometry.KDTreeSearchParamHybrid(radius=params.feature_radius, max_nn=100))
     o3d.utility.random.seed(params.seed)
     result = reg.registration_ransac_based_on_feature_matching(
         observed.coarse, model.coarse, observed.features, model.features, False,
@@ -311,71 +409,134 @@ def _feature_guess(observed: _Observed, model: _Prepared,
         [reg.CorrespondenceCheckerBasedOnEdgeLength(0.9),
          reg.CorrespondenceCheckerBasedOnDistance(params.ransac_distance)],
         reg.RANSACConvergenceCriteria(params.ransac_iterations, params.ransac_confidence))
-    return invert(np.asarray(result.transformation))
+    return np.asarray(result.transformation)
 
 
-def _register_one(observed: _Observed, entry: LibraryEntry, library: ObjectLibrary,
-                  params: RegistrationParams) -> Match:
+@dataclass
+class _Hypothesis:
+    """One candidate ``T_object_planning`` with its scores on the fine grid."""
+
+    transform: FloatArray
+    fitness: float
+    rmse: float
+    plane_rmse: float
+    seen_through: float
+    residual_weight: float
+
+    @property
+    def key(self) -> tuple[float, float]:
+        """Higher is better: fitness, less the share seen through, less the surface residual
+        (a near-symmetric shape the wrong way round fits almost every point, but not as
+        closely: 0.5 mm against 0.2 mm on the sugar box upside down)."""
+        return (self.fitness * (1.0 - self.seen_through)
+                - self.residual_weight * self.plane_rmse, -self.rmse)
+
+
+def _score(observed: ObservedCluster, model: _Prepared, transform: FloatArray,
+           params: RegistrationParams) -> _Hypothesis:
+    """Fitness, RMSE (to the nearest model sample) and point-to-plane RMSE (to the sample's
+    tangent plane, free of the sampling's spacing) of the observed points on the model under
+    ``transform``, and the share of the posed model's camera-facing surface the camera saw
+    through."""
+    local = observed.points @ transform[:3, :3].T + transform[:3, 3]
+    dist, nearest = model.tree.query(local, k=1, distance_upper_bound=params.inlier_distance)
+    inlier = np.isfinite(dist)
+    fitness = float(np.mean(inlier))
+    rmse, plane_rmse = np.inf, np.inf
+    if np.any(inlier):
+        rmse = float(np.sqrt(np.mean(dist[inlier] ** 2)))
+        index = nearest[inlier]
+        off = np.einsum("ij,ij->i", local[inlier] - model.points[index], model.normals[index])
+        plane_rmse = float(np.sqrt(np.mean(off ** 2)))
+    seen = 0.0
+    if observed.view is not None:
+        pose = invert(transform)
+        seen = observed.view.seen_through(model.points @ pose[:3, :3].T + pose[:3, 3],
+                                          model.normals @ pose[:3, :3].T,
+                                          params.view_tolerance)
+    return _Hypothesis(transform, fitness, rmse, plane_rmse, seen,
+                       params.residual_weight / params.inlier_distance)
+
+
+def _distinct(hypotheses: list[_Hypothesis], count: int) -> list[_Hypothesis]:
+    """The best ``count`` hypotheses, skipping near-duplicates of better ones (5 mm, 5 deg)."""
+    kept: list[_Hypothesis] = []
+    for hyp in sorted(hypotheses, key=lambda h: h.key, reverse=True):
+        if len(kept) == count:
+            break
+        if any(np.linalg.norm(hyp.transform[:3, 3] - k.transform[:3, 3]) < 0.005 and
+               np.trace(hyp.transform[:3, :3] @ k.transform[:3, :3].T) > 1 + 2 * np.cos(
+                   np.radians(5.0)) for k in kept):
+            continue
+        kept.append(hyp)
+    return kept
+
+
+def register(observed: ObservedCluster, library: ObjectLibrary, object_id: str,
+             params: RegistrationParams | None = None) -> Match:
+    """Register one library model to an observed cluster (see the module docstring)."""
     import open3d as o3d
 
+    p = params or RegistrationParams()
+    entry = library[object_id]
     reg = o3d.pipelines.registration
-    model = library.prepared(entry.object_id, params)
-    guesses = _screen(observed, model, _resting_guesses(observed, model, params.yaw_steps),
-                      params)
-    if params.use_features:
-        guesses.append(_feature_guess(observed, model, params))
+    model = library.prepared(entry.object_id, p)
     point_to_plane = reg.TransformationEstimationPointToPlane()
-    coarse_criteria = reg.ICPConvergenceCriteria(max_iteration=params.coarse_iterations)
-    coarse = []
-    for guess in guesses:
-        result = reg.registration_icp(observed.coarse, model.coarse, params.coarse_distance,
-                                      invert(guess), point_to_plane, coarse_criteria)
-        coarse.append(((result.fitness, -result.inlier_rmse), np.asarray(result.transformation)))
-    coarse.sort(key=lambda item: item[0], reverse=True)
-    fine_criteria = reg.ICPConvergenceCriteria(max_iteration=params.fine_iterations)
-    best_key, object_from_planning, evaluation = (-1.0, 0.0), np.eye(4), None
-    for _, start in coarse[:max(1, params.refine)]:
-        fine = reg.registration_icp(observed.fine, model.cloud, params.fine_distance, start,
-                                    point_to_plane, fine_criteria)
-        result = reg.evaluate_registration(observed.fine, model.cloud, params.inlier_distance,
-                                           fine.transformation)
-        key = (result.fitness, -result.inlier_rmse)
-        if key > best_key:
-            best_key, object_from_planning = key, np.asarray(fine.transformation)
-            evaluation = result
-    assert evaluation is not None
-    pose = invert(object_from_planning)
+    coarse_criteria = reg.ICPConvergenceCriteria(max_iteration=p.coarse_iterations)
+
+    def coarse_icp(start: FloatArray) -> _Hypothesis:
+        result = reg.registration_icp(observed.coarse, model.coarse, p.coarse_distance, start,
+                                      point_to_plane, coarse_criteria)
+        return _score(observed, model, np.asarray(result.transformation), p)
+
+    guesses = _screen(observed, model, _resting_guesses(observed, model, p.yaw_steps), p)
+    hypotheses = [coarse_icp(invert(guess)) for guess in guesses]
+    if p.use_features and max(h.key for h in hypotheses)[0] < p.feature_trigger:
+        hypotheses.append(coarse_icp(_feature_guess(observed, model, p)))
+    if p.flips:
+        best = max(hypotheses, key=lambda h: h.key)
+        hypotheses += [coarse_icp(flip @ best.transform) for flip in model.flips]
+    fine_criteria = reg.ICPConvergenceCriteria(max_iteration=p.fine_iterations)
+    chosen: _Hypothesis | None = None
+    for start in _distinct(hypotheses, max(1, p.refine)):
+        fine = reg.registration_icp(observed.fine, model.cloud, p.fine_distance,
+                                    start.transform, point_to_plane, fine_criteria)
+        hyp = _score(observed, model, np.asarray(fine.transformation), p)
+        if chosen is None or hyp.key > chosen.key:
+            chosen = hyp
+    assert chosen is not None
+    pose = invert(chosen.transform)
     posed = transform_points(pose, model.points)
     relevant = np.ones(posed.shape[0], dtype=bool)
     if observed.viewpoint is not None:
         posed_normals = model.normals @ pose[:3, :3].T
         relevant = np.einsum("ij,ij->i", posed_normals, observed.viewpoint - posed) > 0
     near = observed.tree.query(posed[relevant], k=1,
-                               distance_upper_bound=params.inlier_distance)[0]
+                               distance_upper_bound=p.inlier_distance)[0]
     coverage = float(np.mean(np.isfinite(near))) if near.size else 0.0
-    fitness = float(evaluation.fitness)
-    return Match(object_id=entry.object_id, label=entry.label, pose=pose, fitness=fitness,
-                 inlier_rmse=float(evaluation.inlier_rmse), coverage=coverage,
-                 score=fitness * float(np.sqrt(coverage)))
+    return Match(object_id=entry.object_id, label=entry.label, pose=pose,
+                 fitness=chosen.fitness, inlier_rmse=chosen.rmse, coverage=coverage,
+                 score=chosen.fitness * float(np.sqrt(coverage)),
+                 seen_through=chosen.seen_through)
 
 
 def identify(cluster_points: ArrayLike, library: ObjectLibrary,
              params: RegistrationParams | None = None, *, table: TablePlane | None = None,
-             viewpoint: ArrayLike | None = None,
+             viewpoint: ArrayLike | None = None, view: DepthView | None = None,
              candidates: list[str] | None = None) -> list[Match]:
     """Register every library model (or only ``candidates``) to a cluster, best first.
 
     ``table`` gives the rest plane of the upright guesses (else ``params.up`` and the cluster's
     lowest point); ``viewpoint``, the camera position in the planning frame, orients the
-    cluster's normals and restricts coverage to the model's side facing the camera.
+    cluster's normals and restricts coverage to the model's side facing the camera; ``view``
+    (the depth image the cluster came from) also rejects poses the camera saw through.
     """
     p = params or RegistrationParams()
     if len(library) == 0:
         raise ValueError("the object library is empty")
-    view = None if viewpoint is None else np.asarray(viewpoint, dtype=np.float64).reshape(3)
-    observed = _observe(cluster_points, p, table, view)
+    observed = observe(cluster_points, p, table=table, viewpoint=viewpoint, view=view)
     ids = library.ids if candidates is None else candidates
-    matches = [_register_one(observed, library[object_id], library, p) for object_id in ids]
+    matches = [register(observed, library, object_id, p) for object_id in ids]
     matches.sort(key=lambda m: (m.score, m.fitness), reverse=True)
     return matches
 
