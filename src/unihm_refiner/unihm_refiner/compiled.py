@@ -193,8 +193,8 @@ _LEAF = 8  # samples per tree leaf at most
 @njit(cache=True)
 def build_tree(cloud):
     """A balanced k-d tree over the cloud, as arrays: (sample order, split axis and value per
-    inner node, first and last sample per node); node i's children are 2i + 1 and 2i + 2, and
-    every leaf holds at most ``_LEAF`` samples."""
+    inner node, first and last sample per node, bounding box per node); node i's children are
+    2i + 1 and 2i + 2, and every leaf holds at most ``_LEAF`` samples."""
     n = cloud.shape[0]
     depth = 0
     while (n + (1 << depth) - 1) >> depth > _LEAF:
@@ -207,6 +207,7 @@ def build_tree(cloud):
     lo = np.zeros(n_nodes, dtype=np.int64)
     hi = np.zeros(n_nodes, dtype=np.int64)
     hi[0] = n
+    box = np.empty((n_nodes, 2, 3))
     for i in range(n_inner):  # parents before children
         a, b = lo[i], hi[i]
         best, ax = -1.0, 0
@@ -230,15 +231,31 @@ def build_tree(cloud):
         split[i] = cloud[order[mid], ax] if b > a else 0.0
         lo[2 * i + 1], hi[2 * i + 1] = a, mid
         lo[2 * i + 2], hi[2 * i + 2] = mid, b
-    return order, axis, split, lo, hi, np.array([n_inner])
+    for i in range(n_nodes):
+        for d in range(3):
+            box[i, 0, d], box[i, 1, d] = np.inf, -np.inf
+            for j in range(lo[i], hi[i]):
+                v = cloud[order[j], d]
+                box[i, 0, d] = min(box[i, 0, d], v)
+                box[i, 1, d] = max(box[i, 1, d], v)
+    return order, axis, split, lo, hi, box, np.array([n_inner])
+
+
+@njit(cache=True)
+def _box_dist2(x, box, node):
+    s = 0.0
+    for d in range(3):
+        e = max(box[node, 0, d] - x[d], x[d] - box[node, 1, d], 0.0)
+        s += e * e
+    return s
 
 
 @njit(cache=True)
 def _knn(x, cloud, tree, k, dist, idx):
     """Exact k nearest samples of x, ascending (squared distances ``dist``, indices ``idx``):
-    branch and bound over the tree (samples left of a split lie at or below its value, those
-    right at or above it)."""
-    order, axis, split, lo, hi, n_inner_a = tree
+    branch and bound over the tree (a node is skipped when its bounding box is no closer than
+    the k-th sample found; the nearer child first)."""
+    order, axis, split, lo, hi, box, n_inner_a = tree
     n_inner = n_inner_a[0]
     stack = np.empty(64, dtype=np.int64)
     bound = np.empty(64)
@@ -255,9 +272,11 @@ def _knn(x, cloud, tree, k, dist, idx):
             diff = x[axis[node]] - split[node]
             near, far = (2 * node + 1, 2 * node + 2) if diff < 0.0 else \
                 (2 * node + 2, 2 * node + 1)
-            stack[top] = far
-            bound[top] = diff * diff
-            top += 1
+            far_bound = _box_dist2(x, box, far)
+            if count < k or far_bound < dist[k - 1]:
+                stack[top] = far
+                bound[top] = far_bound
+                top += 1
             node = near
         for s in range(lo[node], hi[node]):
             j = order[s]
