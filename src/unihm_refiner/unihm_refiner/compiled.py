@@ -53,12 +53,12 @@ _SMALL = 1e-2  # rotation angle below which exp/log use their Taylor series
 
 # ------------------------------------------------------------------------------------ SE(3)
 @njit(cache=True)
-def _skew_sq_apply(w, v):
-    """(w x (w x v))."""
-    c0 = w[1] * v[2] - w[2] * v[1]
-    c1 = w[2] * v[0] - w[0] * v[2]
-    c2 = w[0] * v[1] - w[1] * v[0]
-    return (w[1] * c2 - w[2] * c1, w[2] * c0 - w[0] * c2, w[0] * c1 - w[1] * c0)
+def _skew_sq_apply(w0, w1, w2, v0, v1, v2):
+    """w x (w x v)."""
+    c0 = w1 * v2 - w2 * v1
+    c1 = w2 * v0 - w0 * v2
+    c2 = w0 * v1 - w1 * v0
+    return (w1 * c2 - w2 * c1, w2 * c0 - w0 * c2, w0 * c1 - w1 * c0)
 
 
 @njit(cache=True)
@@ -92,7 +92,7 @@ def _exp6(xi, out):
     x0 = w1 * v2 - w2 * v1
     x1 = w2 * v0 - w0 * v2
     x2 = w0 * v1 - w1 * v0
-    y0, y1, y2 = _skew_sq_apply(xi[3:6], xi[0:3])
+    y0, y1, y2 = _skew_sq_apply(w0, w1, w2, xi[0], xi[1], xi[2])
     out[0, 3] = v0 + b * x0 + c * y0
     out[1, 3] = v1 + b * x1 + c * y1
     out[2, 3] = v2 + b * x2 + c * y2
@@ -103,15 +103,14 @@ def _exp6(xi, out):
 
 
 @njit(cache=True)
-def _log6(a, b, out, o):
+def _log6(a, b, out, o, rt):
     """out[o:o+6] = log of the relative pose a b (4 x 4 each) as (v, w): pinocchio's ``log6``
-    of ``SE3(a @ b)``."""
-    r = np.empty((3, 3))
-    t = np.empty(3)
+    of ``SE3(a @ b)``; ``rt`` is (3, 4) scratch."""
+    r = rt
     for i in range(3):
-        for j in range(3):
+        for j in range(4):
             r[i, j] = a[i, 0] * b[0, j] + a[i, 1] * b[1, j] + a[i, 2] * b[2, j]
-        t[i] = a[i, 0] * b[0, 3] + a[i, 1] * b[1, 3] + a[i, 2] * b[2, 3] + a[i, 3]
+        r[i, 3] += a[i, 3]
     # rotation: sin(th) u = vee((R - R^T) / 2), cos(th) = (tr R - 1) / 2
     s0 = 0.5 * (r[2, 1] - r[1, 2])
     s1 = 0.5 * (r[0, 2] - r[2, 0])
@@ -120,8 +119,7 @@ def _log6(a, b, out, o):
     cs = 0.5 * (r[0, 0] + r[1, 1] + r[2, 2] - 1.0)
     th = math.atan2(sn, cs)
     if th > math.pi - 1e-6:  # near pi the skew part vanishes: the axis from R + R^T
-        d = np.array([r[0, 0], r[1, 1], r[2, 2]])
-        i = int(np.argmax(d))
+        i = 0 if r[0, 0] >= r[1, 1] and r[0, 0] >= r[2, 2] else (1 if r[1, 1] >= r[2, 2] else 2)
         u = np.empty(3)
         for j in range(3):
             u[j] = 0.5 * (r[i, j] + r[j, i])
@@ -140,14 +138,14 @@ def _log6(a, b, out, o):
     else:
         h = math.sin(0.5 * th)
         beta = (1.0 - th * math.sin(th) / (4.0 * h * h)) / t2
-    w = np.array([w0, w1, w2])
-    x0 = w1 * t[2] - w2 * t[1]
-    x1 = w2 * t[0] - w0 * t[2]
-    x2 = w0 * t[1] - w1 * t[0]
-    y0, y1, y2 = _skew_sq_apply(w, t)
-    out[o + 0] = t[0] - 0.5 * x0 + beta * y0
-    out[o + 1] = t[1] - 0.5 * x1 + beta * y1
-    out[o + 2] = t[2] - 0.5 * x2 + beta * y2
+    t0, t1, t2_ = r[0, 3], r[1, 3], r[2, 3]
+    x0 = w1 * t2_ - w2 * t1
+    x1 = w2 * t0 - w0 * t2_
+    x2 = w0 * t1 - w1 * t0
+    y0, y1, y2 = _skew_sq_apply(w0, w1, w2, t0, t1, t2_)
+    out[o + 0] = t0 - 0.5 * x0 + beta * y0
+    out[o + 1] = t1 - 0.5 * x1 + beta * y1
+    out[o + 2] = t2_ - 0.5 * x2 + beta * y2
     out[o + 3] = w0
     out[o + 4] = w1
     out[o + 5] = w2
@@ -251,14 +249,12 @@ def _box_dist2(x, box, node):
 
 
 @njit(cache=True)
-def _knn(x, cloud, tree, k, dist, idx):
+def _knn(x, cloud, tree, k, dist, idx, stack, bound):
     """Exact k nearest samples of x, ascending (squared distances ``dist``, indices ``idx``):
     branch and bound over the tree (a node is skipped when its bounding box is no closer than
     the k-th sample found; the nearer child first)."""
     order, axis, split, lo, hi, box, n_inner_a = tree
     n_inner = n_inner_a[0]
-    stack = np.empty(64, dtype=np.int64)
-    bound = np.empty(64)
     top = 1
     stack[0] = 0
     bound[0] = 0.0
@@ -295,8 +291,10 @@ def knn_batch(x, cloud, normals, tree, k):
     nrm = np.empty((m, k, 3))
     dist = np.empty((m, k))
     idx = np.empty(k, dtype=np.int64)
+    stack = np.empty(64, dtype=np.int64)
+    bound = np.empty(64)
     for i in range(m):
-        _knn(x[i], cloud, tree, k, dist[i], idx)
+        _knn(x[i], cloud, tree, k, dist[i], idx, stack, bound)
         for j in range(k):
             near[i, j] = cloud[idx[j]]
             nrm[i, j] = normals[idx[j]]
@@ -306,10 +304,10 @@ def knn_batch(x, cloud, normals, tree, k):
 # ------------------------------------------------------------------------------ evaluation
 @njit(cache=True)
 def _evaluate(pose, q, kin_i, kin_f, frame_i, frame_f, surf, fp, ip, s_pose, s_q, s_r, s_jac,
-              s_err, s_terms):
+              s_err, s_terms, work):
     """One candidate: contact residuals and Jacobian rows (zero rows where inactive), prior
     errors (gen, vel, acc) and terms (contact, gen, vel, acc, total) into the state slot
-    arrays."""
+    arrays; ``work`` holds the scratch arrays (see :func:`_work`)."""
     parent, revolute, kp_joint, support = kin_i
     placement, axis, mimic, mimic_offset, kp_offset, wrist_from_root = kin_f
     idx, = frame_i
@@ -324,18 +322,14 @@ def _evaluate(pose, q, kin_i, kin_f, frame_i, frame_f, surf, fp, ip, s_pose, s_q
     s_pose[:, :] = pose
     s_q[:] = q
     # forward kinematics from the world pose of the URDF root
-    q_full = mimic_offset.copy()
+    q_full, root, rot, pos, axw, x, m, nb, dist, stack, bound, rt, vec = work
     for a in range(q_full.shape[0]):
+        q_full[a] = mimic_offset[a]
         for b in range(dof):
             q_full[a] += mimic[a, b] * q[b]
-    root = np.empty((4, 4))
     _matmul4(pose, wrist_from_root, root)
-    rot = np.empty((nj, 3, 3))
-    pos = np.empty((nj, 3))
-    axw = np.empty((nj, 3))
     rot[0] = root[:3, :3]
     pos[0] = root[:3, 3]
-    x = np.empty((3, 3))
     for i in range(1, nj):
         par = parent[i]
         for a in range(3):
@@ -350,7 +344,6 @@ def _evaluate(pose, q, kin_i, kin_f, frame_i, frame_f, surf, fp, ip, s_pose, s_q
             # R = x (I + sin K + (1 - cos) K^2), K = [axis]
             s, c = math.sin(qi), 1.0 - math.cos(qi)
             u0, u1, u2 = axis[i, 0], axis[i, 1], axis[i, 2]
-            m = np.empty((3, 3))
             m[0, 0] = 1.0 + c * (u0 * u0 - 1.0)
             m[1, 1] = 1.0 + c * (u1 * u1 - 1.0)
             m[2, 2] = 1.0 + c * (u2 * u2 - 1.0)
@@ -370,12 +363,7 @@ def _evaluate(pose, q, kin_i, kin_f, frame_i, frame_f, surf, fp, ip, s_pose, s_q
                 pos[i, a] += axw[i, a] * qi
     # contact rows
     n_pts = idx.shape[0]
-    nb = np.empty(n_nb, dtype=np.int64)
-    dist = np.empty(n_nb)
-    p = np.empty(3)
-    xo = np.empty(3)
-    g = np.empty(3)
-    gl = np.empty(3)
+    p, xo, g, gl = vec[0], vec[1], vec[2], vec[3]
     e_contact = 0.0
     scale = math.sqrt(2.0 * lam_c)
     for m_ in range(n_pts):
@@ -387,7 +375,7 @@ def _evaluate(pose, q, kin_i, kin_f, frame_i, frame_f, surf, fp, ip, s_pose, s_q
         for a in range(3):
             xo[a] = obj_inv[a, 0] * p[0] + obj_inv[a, 1] * p[1] + obj_inv[a, 2] * p[2] + \
                 obj_inv[a, 3]
-        _knn(xo, cloud, tree, n_nb, dist, nb)
+        _knn(xo, cloud, tree, n_nb, dist, nb, stack, bound)
         # Gaussian-weighted point-to-plane distance and normal (one neighbour: the plane)
         wsum = 0.0
         d = 0.0
@@ -445,8 +433,8 @@ def _evaluate(pose, q, kin_i, kin_f, frame_i, frame_f, surf, fp, ip, s_pose, s_q
             for a in range(dof):
                 s_jac[m_, 6 + a] += dot * mimic[fj, a]
     # priors
-    _log6(gen_inv, pose, s_err[0], 0)
-    _log6(prev_inv, pose, s_err[1], 0)
+    _log6(gen_inv, pose, s_err[0], 0, rt)
+    _log6(prev_inv, pose, s_err[1], 0, rt)
     for a in range(dof):
         s_err[0, 6 + a] = q[a] - q_gen[a]
         s_err[1, 6 + a] = q[a] - q_prev[a]
@@ -463,6 +451,15 @@ def _evaluate(pose, q, kin_i, kin_f, frame_i, frame_f, surf, fp, ip, s_pose, s_q
     s_terms[2] = 0.5 * e_vel
     s_terms[3] = 0.5 * e_acc
     s_terms[4] = s_terms[0] + s_terms[1] + s_terms[2] + s_terms[3]
+
+
+@njit(cache=True)
+def _work(n_joints, n_full, n_neighbours):
+    """Scratch arrays of :func:`_evaluate`, allocated once per trajectory."""
+    return (np.empty(n_full), np.empty((4, 4)), np.empty((n_joints, 3, 3)),
+            np.empty((n_joints, 3)), np.empty((n_joints, 3)), np.empty((3, 3)),
+            np.empty((3, 3)), np.empty(n_neighbours, dtype=np.int64), np.empty(n_neighbours),
+            np.empty(64, dtype=np.int64), np.empty(64), np.empty((3, 4)), np.empty((4, 3)))
 
 
 @njit(cache=True)
@@ -534,6 +531,8 @@ def refine_trajectory(kin_i, kin_f, lower, upper, wrist_poses, q_gen, obj_inv, g
     cand_pose = np.empty((4, 4))
     cand_q = np.empty(dof)
     exp_step = np.empty((4, 4))
+    work = _work(kin_i[0].shape[0], kin_f[2].shape[0], ip[I_NEIGHBOURS])
+    rt = np.empty((3, 4))
     # boundary priors: q_-2 = q_-1 = q_0^gen
     pose_t2, pose_t1 = wrist_poses[0].copy(), wrist_poses[0].copy()
     q_t2, q_t1 = q_gen[0].copy(), q_gen[0].copy()
@@ -541,7 +540,7 @@ def refine_trajectory(kin_i, kin_f, lower, upper, wrist_poses, q_gen, obj_inv, g
         lo, hi = offsets[t], offsets[t + 1]
         _invert(pose_t1, prev_inv)
         _invert(pose_t2, t2_inv)
-        _log6(t2_inv, pose_t1, prev_vel, 0)
+        _log6(t2_inv, pose_t1, prev_vel, 0, rt)
         for a in range(dof):
             prev_vel[6 + a] = q_t1[a] - q_t2[a]
         frame_i = (points[lo:hi],)
@@ -551,7 +550,7 @@ def refine_trajectory(kin_i, kin_f, lower, upper, wrist_poses, q_gen, obj_inv, g
         cur, cnd = 0, 1
         _evaluate(wrist_poses[t], q_gen[t], kin_i, kin_f, frame_i, frame_f, surf, fp,
                            ip, s_pose[cur], s_q[cur], s_r[cur], s_jac[cur], s_err[cur],
-                           s_terms[cur])
+                           s_terms[cur], work)
         before[t, :] = s_terms[cur]
         if warm and t > 0:  # carry the previous frame's correction over
             _matmul4(wrist_poses[t], gen_inv[t - 1], tmp)
@@ -561,7 +560,7 @@ def refine_trajectory(kin_i, kin_f, lower, upper, wrist_poses, q_gen, obj_inv, g
                                     lower[a]), upper[a])
             _evaluate(init_pose, cand_q, kin_i, kin_f, frame_i, frame_f, surf, fp, ip,
                                s_pose[cnd], s_q[cnd], s_r[cnd], s_jac[cnd], s_err[cnd],
-                               s_terms[cnd])
+                               s_terms[cnd], work)
             if not s_terms[cnd, 4] > s_terms[cur, 4]:
                 cur, cnd = cnd, cur
         m = hi - lo
@@ -608,7 +607,7 @@ def refine_trajectory(kin_i, kin_f, lower, upper, wrist_poses, q_gen, obj_inv, g
                 cand_q[a] = min(max(v, lower[a]), upper[a]) if joint_limits else v
             _evaluate(cand_pose, cand_q, kin_i, kin_f, frame_i, frame_f, surf, fp, ip,
                                s_pose[cnd], s_q[cnd], s_r[cnd], s_jac[cnd], s_err[cnd],
-                               s_terms[cnd])
+                               s_terms[cnd], work)
             if s_terms[cnd, 4] < s_terms[cur, 4]:
                 decrease = (s_terms[cur, 4] - s_terms[cnd, 4]) / max(s_terms[cur, 4], 1e-300)
                 cur, cnd = cnd, cur
