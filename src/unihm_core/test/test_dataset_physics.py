@@ -192,3 +192,39 @@ def test_check_many_matches_single_checks(panda_brick) -> None:
     assert [r.success for r in results] == [True, False]
     single = checker.check(object_pose, wrists[0], q)
     assert results[0].lift_height == single.lift_height
+
+
+def test_seating_leaves_the_fingers_on_the_surface(panda_brick) -> None:
+    checker, object_pose, wrist, q = panda_brick
+    squeezed = q - 0.004  # each pad 4 mm inside the brick
+    assert checker.penetration_mm(object_pose, wrist, squeezed) > 3.0
+    seated = checker.seat(object_pose, wrist, squeezed)
+    assert seated.success, seated.reason
+    assert seated.backoff_m == 0.0  # the palm is clear: only the fingers move
+    assert seated.object_shift_m < 0.005 and seated.object_turn_deg < 5.0
+    seated_wrist = object_pose @ seated.wrist_in_object
+    assert checker.penetration_mm(object_pose, seated_wrist, seated.q) < 1.5
+    assert checker.check(object_pose, seated_wrist, seated.q).success
+
+
+def test_seating_backs_a_sunk_palm_out_of_the_object() -> None:
+    checker = LiftChecker("allegro_right", "004_sugar_box")
+    object_pose, wrist, q = wrap_grasp(checker, checker.resting_pose())
+    sunk = wrist.copy()
+    sunk[:3, 3] += 0.012 * wrist[:3, 0]  # 12 mm further along the palm normal: palm in the box
+    assert checker.penetration_mm(object_pose, sunk, q) > 8.0
+    seated = checker.seat(object_pose, sunk, q)
+    assert 0.008 <= seated.backoff_m <= 0.02
+    seated_wrist = object_pose @ seated.wrist_in_object
+    assert checker.penetration_mm(object_pose, seated_wrist, seated.q) < 2.0
+
+
+def test_seating_reports_an_object_knocked_away() -> None:
+    checker = LiftChecker("allegro_right", "004_sugar_box")
+    object_pose, wrist, q = wrap_grasp(checker, checker.resting_pose())
+    aside = _moved(wrist, (0.0, 0.05, 0.0))  # fingers close on the box's edge, off centre
+    seated = checker.seat(object_pose, aside, q)
+    if seated.success:  # nothing was knocked: the fingers still seat close to the surface
+        assert seated.object_shift_m <= checker.params.seat_max_shift_m
+    else:
+        assert "pushed the object" in seated.reason

@@ -225,6 +225,17 @@ class LiftParams:
     """Several contact points per pair of convex shapes: a flat finger pad on a flat face then
     resists rotation as a real one does. Turning it off makes checks about a third faster
     but lets pinched objects pivot more."""
+    seat_s: float = 0.3
+    """Squeeze time (s) of :meth:`LiftChecker.seat` before the grasp is read back."""
+    seat_backoff_m: float = 0.03
+    """Farthest :meth:`LiftChecker.seat` moves the wrist back to free a penetrating palm (m)."""
+    seat_tolerance_mm: float = 0.5
+    """Palm penetration that :meth:`LiftChecker.seat` accepts without moving the wrist."""
+    seat_max_shift_m: float = 0.01
+    """Seating fails when the squeeze pushes the object further than this (m)..."""
+    seat_max_turn_deg: float = 10.0
+    """...or turns it more than this (degrees): the settled pose would then be a grasp of a
+    displaced object, not of the object standing on the table."""
     stop_early: bool = True
     """Stop a check at its first failure (fast rejection); False runs every phase anyway, for
     timing or for recording the whole motion (the first failure is still the reason)."""
@@ -270,6 +281,27 @@ class LiftResult:
     """Wall-clock time of the check."""
     contacts: int = 0
     """Hand-object contacts at the start of the lift (0: the hand never touched it)."""
+
+
+@dataclass(frozen=True)
+class SeatedGrasp:
+    """A grasp after :meth:`LiftChecker.seat`: where the hand really is once it squeezes."""
+
+    wrist_in_object: FloatArray
+    """Wrist pose in the object frame (4x4) after seating."""
+    q: FloatArray
+    """Actuated joints where the squeezed fingers came to rest."""
+    backoff_m: float
+    """How far the wrist was moved back along its palm normal to free the palm."""
+    object_shift_m: float
+    object_turn_deg: float
+    """How far the squeeze moved / turned the free object on the table."""
+    reason: str = ""
+    """Empty when seating worked; otherwise why the grasp cannot be seated."""
+
+    @property
+    def success(self) -> bool:
+        return not self.reason
 
 
 # ----------------------------------------------------------------------------------- helpers
@@ -513,6 +545,7 @@ class LiftChecker:
         self._is_table_geom[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "table")] = True
         self._lift_ctrl = kin.dof
         self._q_index = np.array([kin.full_joint_names.index(n) for n in kin.joint_names])
+        self._is_palm_geom = self._is_hand_geom & ~self._finger_bodies()[m.geom_bodyid]
         points = []
         for g in np.flatnonzero(self._is_obj_geom):
             mesh = m.geom_dataid[g]
@@ -636,6 +669,92 @@ class LiftChecker:
                               f"(limit {limit:.1f} mm)")
         self.data.ctrl[:self.kin.dof] = self.squeeze_targets(q, q_open)
         return run.simulate()
+
+    def _finger_bodies(self) -> NDArray[np.bool_]:
+        """Bodies moved by a finger joint (one that is not wrist-like): the rest is the palm,
+        which only the wrist pose can move out of the object."""
+        m = self.model
+        wrist_like = {HAND_PREFIX + n for n, w in zip(self.kin.joint_names, self._wrist_like,
+                                                       strict=True) if w}
+        moved = np.zeros(m.nbody, dtype=bool)
+        for b in range(1, m.nbody):
+            own = any(m.joint(j).name.startswith(HAND_PREFIX) and
+                      m.joint(j).name not in wrist_like
+                      for j in range(m.body_jntadr[b], m.body_jntadr[b] + m.body_jntnum[b]))
+            moved[b] = own or moved[m.body_parentid[b]]
+        return moved
+
+    def seat(self, object_pose: ArrayLike, wrist_pose: ArrayLike, q: ArrayLike,
+             q_open: ArrayLike | None = None) -> SeatedGrasp:
+        """Turn a kinematic grasp into the grasp the hand actually reaches: the wrist moves
+        back along its palm normal (wrist x axis) until the palm no longer sits inside the
+        object, then the fingers squeeze (as in :meth:`check`) for ``seat_s`` with the object
+        free on the table, and the joints and the object's pose are read back.
+
+        Synthetic grasps come from an optimizer whose hand model is approximate; letting the
+        contact solver settle them leaves fingers *on* the surface instead of millimetres
+        inside it, which is what a recorded grasp of a real hand looks like.
+        """
+        mujoco = _mujoco()
+        p, kin = self.params, self.kin
+        object_pose = _check_pose(object_pose, "object_pose")
+        wrist = _check_pose(wrist_pose, "wrist_pose").copy()
+        q = self._check_q(q, "q")
+        q_open = kin.open_pose if q_open is None else self._check_q(q_open, "q_open")
+        step, back = 0.002, 0.0
+        while True:
+            self._set_grasp(object_pose, wrist, q)
+            depth = self._pair_depth(self._is_palm_geom, self._is_obj_geom)[0]
+            if 1000.0 * depth <= p.seat_tolerance_mm or back >= p.seat_backoff_m - 1e-9:
+                break
+            wrist[:3, 3] -= step * wrist[:3, 0]
+            back += step
+        m, d = self.model, self.data
+        d.ctrl[:kin.dof] = self.squeeze_targets(q, q_open)
+        mujoco.mj_step(m, d, max(1, round(p.seat_s / m.opt.timestep)))
+        settled = np.eye(4)
+        mat = np.empty(9)
+        mujoco.mju_quat2Mat(mat, d.qpos[self._obj_qpos + 3:self._obj_qpos + 7])
+        settled[:3, :3] = mat.reshape(3, 3)
+        settled[:3, 3] = d.qpos[self._obj_qpos:self._obj_qpos + 3]
+        q_seated = np.clip(d.qpos[self._hand_qpos][self._q_index], kin.lower, kin.upper)
+        q_seated = self._relax(settled, wrist, q_seated, q_open)
+        shift = float(np.linalg.norm(settled[:3, 3] - object_pose[:3, 3]))
+        cos = (np.trace(object_pose[:3, :3].T @ settled[:3, :3]) - 1.0) / 2.0
+        turn = math.degrees(math.acos(min(1.0, max(-1.0, cos))))
+        reason = ""
+        bad = (mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADQPOS,
+               mujoco.mjtWarning.mjWARN_BADQVEL)
+        if any(d.warning[w].number for w in bad):
+            reason = _UNSTABLE
+        elif shift > p.seat_max_shift_m or turn > p.seat_max_turn_deg:
+            reason = (f"closing the hand pushed the object {100 * shift:.1f} cm and turned it "
+                      f"{turn:.0f} deg (limits {100 * p.seat_max_shift_m:.1f} cm, "
+                      f"{p.seat_max_turn_deg:.0f} deg)")
+        return SeatedGrasp(np.linalg.inv(settled) @ wrist, q_seated, back, shift, turn, reason)
+
+    def _relax(self, object_pose: FloatArray, wrist: FloatArray, q: FloatArray,
+               q_open: FloatArray) -> FloatArray:
+        """Undo the squeeze's elastic sink: move the fingers back along the reverse of the
+        squeeze (bisection, at most one full squeeze) until the hand sits no deeper than
+        ``seat_tolerance_mm`` in the object. Recorded grasps are touching, not pressing."""
+        tolerance = self.params.seat_tolerance_mm / 1000.0
+        back = q - self.squeeze_targets(q, q_open)  # points away from the object
+
+        def depth(s: float) -> float:
+            self._set_grasp(object_pose, wrist,
+                            np.clip(q + s * back, self.kin.lower, self.kin.upper))
+            return self._pair_depth(self._is_hand_geom, self._is_obj_geom)[0]
+
+        if depth(0.0) <= tolerance:
+            return q
+        lo, hi = 0.0, 1.0
+        if depth(hi) > tolerance:  # the palm or a stuck link: the fingers cannot fix it
+            return q
+        for _ in range(8):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (lo, mid) if depth(mid) <= tolerance else (mid, hi)
+        return np.clip(q + hi * back, self.kin.lower, self.kin.upper)
 
     def close_fingers(self, object_pose: ArrayLike, wrist_pose: ArrayLike,
                       q_target: ArrayLike, q_start: ArrayLike | None = None,

@@ -4,8 +4,9 @@ Two stages, each spread over a process pool:
 
 1. Per object, a grasp bank: grasps of the reference hand found by optimization
    (:mod:`.grasp_synthesis`), retargeted to every other hand through the human-like keypoints
-   (:mod:`.reference`), polished per hand with the same energies, and checked per hand in
-   MuJoCo (:mod:`.physics`: held against gravity while the hand lifts 10 cm). A hand whose
+   (:mod:`.reference`), polished per hand with the same energies, seated per hand in MuJoCo
+   (the fingers squeeze and the grasp is read back touching the surface) and checked per hand
+   (:mod:`.physics`: held against gravity while the hand lifts 10 cm). A hand whose
    version of a grasp fails the check is left out of the sequences that use that grasp.
 2. Per sequence: a random placement on the table, a task and its planned object motion, a grasp
    from the bank, the composed motion of every hand that passed (:mod:`.sequences`), contact
@@ -178,14 +179,23 @@ def build_grasp_bank(spec: str, config: SynthConfig, object_index: int) -> Grasp
         t0 = time.perf_counter()
         checker = LiftChecker(hand_id, _grasp_object(source),
                               LiftParams(max_penetration_mm=config.max_penetration_mm))
-        for i, g in enumerate(grasps):
+        for i, kinematic in enumerate(grasps):
+            # Seated: the fingers where a squeeze leaves them, not inside the object.
+            seated = checker.seat(rest, rest @ kinematic.wrist_in_object, kinematic.q_grasp,
+                                  q_open=kinematic.q_open)
+            g = kinematic
+            if seated.success:
+                g = grasps[i] = HandGrasp(seated.wrist_in_object, seated.q,
+                                          kinematic.q_pregrasp, kinematic.q_open)
             result = checker.check(rest, rest @ g.wrist_in_object, g.q_grasp, q_open=g.q_open)
             while len(bank.checks) <= i:
                 bank.checks.append({})
             bank.checks[i][hand_id] = {
                 "success": bool(result.success), "reason": result.reason,
+                "seated": bool(seated.success),
                 "kept": bool(result.penetration_mm <= config.max_penetration_mm),
                 "penetration_mm": round(float(result.penetration_mm), 3),
+                "backoff_m": round(float(seated.backoff_m), 4),
                 "lift_height_m": round(float(result.lift_height), 4),
                 "max_slip_m": round(float(result.max_slip_m), 4),
                 "held_s": round(float(result.held_s), 3)}
@@ -260,6 +270,10 @@ def _sequence_batch(bank: GraspBank, config: SynthConfig, numbers: Sequence[int]
     return results
 
 
+def _mean(values: Sequence[float]) -> float:
+    return float(np.mean(values)) if values else 0.0
+
+
 def grasp_summary(banks: Sequence[GraspBank], hands: Sequence[str]) -> dict[str, Any]:
     """Per hand and object: grasps checked, passed, penetrations (written to grasps.json)."""
     out: dict[str, Any] = {"objects": {}, "hands": {}}
@@ -270,6 +284,7 @@ def grasp_summary(banks: Sequence[GraspBank], hands: Sequence[str]) -> dict[str,
             rows[hand_id] = {"checked": len(checks),
                              "kept": sum(bool(c["kept"]) for c in checks),
                              "passed": sum(bool(c["success"]) for c in checks),
+                             "kept_flags": [bool(c["kept"]) for c in checks],
                              "penetration_mm": [float(c["penetration_mm"]) for c in checks],
                              "reasons": [c.get("reason", "") for c in checks]}
         out["objects"][bank.source.object_id] = {"grasps": rows, "seconds": bank.seconds}
@@ -279,9 +294,16 @@ def grasp_summary(banks: Sequence[GraspBank], hands: Sequence[str]) -> dict[str,
         kept = sum(r["kept"] for r in rows)
         passed = sum(r["passed"] for r in rows)
         pen = [p for r in rows for p in r["penetration_mm"]]
+        kept_pen = [p for r in rows for p, k in zip(r["penetration_mm"], r["kept_flags"],
+                                                      strict=True)
+                    if k]
+        passed_pen = [p for r in rows for p, why in zip(r["penetration_mm"], r["reasons"],
+                                                         strict=True) if not why]
         out["hands"][hand_id] = {"checked": checked, "kept": kept, "passed": passed,
                                  "lift_success_rate": passed / kept if kept else 0.0,
-                                 "mean_penetration_mm": float(np.mean(pen)) if pen else 0.0,
+                                 "mean_penetration_mm": _mean(pen),
+                                 "mean_penetration_kept_mm": _mean(kept_pen),
+                                 "mean_penetration_passed_mm": _mean(passed_pen),
                                  "max_penetration_mm": float(np.max(pen)) if pen else 0.0}
     return out
 
