@@ -10,6 +10,11 @@ Per iteration: fingertips and link points by forward kinematics, mapped into the
 with T_tar(t)^-1; nearest neighbours with normals (frozen for the step); signed point-to-plane
 distances; residuals and their Jacobians (eq. B19); the LM normal equations; a step projected
 into the joint limits; accepted only if the (freshly re-associated) energy decreases.
+
+:meth:`Refiner.refine` runs these iterations in a compiled loop (:mod:`unihm_refiner.compiled`)
+when numba is installed and ``solver.compiled`` is on; the numpy methods below are the
+reference it is tested against, and what the per-frame API (``energy``, ``residual_vector``)
+evaluates.
 """
 
 from __future__ import annotations
@@ -391,7 +396,8 @@ class Refiner:
         """Whether :meth:`refine` runs the compiled loop for ``surface``: numba is installed,
         ``solver.compiled`` is on, and the surface exposes its ``points`` and ``normals`` with at
         least ``contact.neighbours`` samples (else the numpy loop runs, and reports bad input
-        as it always did)."""
+        as it always did). The compiled loop takes a surface's neighbours to be its nearest
+        ``points``, as ``ObjectModel`` defines them."""
         if not (compiled.AVAILABLE and self.config.solver.compiled):
             return False
         cloud = getattr(surface, "points", None)
