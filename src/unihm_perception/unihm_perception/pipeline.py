@@ -76,6 +76,10 @@ class FrameRegistrations:
     A model is skipped for a cluster (no match) when the cluster is wider than the model's
     bounding-box diagonal plus ``size_margin``: the model cannot hold the points it would
     have to explain.
+
+    :meth:`best` (the identity check of a cluster against the whole library) first registers
+    the other models quickly, from the resting guesses only (no features, no half turns, one
+    fine ICP), and registers a model fully only when that quick match beats the best full one.
     """
 
     def __init__(self, library: ObjectLibrary, params: RegistrationParams,
@@ -85,6 +89,8 @@ class FrameRegistrations:
         self.table, self.view, self.size_margin = table, view, size_margin
         self._observed: dict[int, ObservedCluster] = {}
         self._matches: dict[tuple[int, str], Match | None] = {}
+        self._quick: dict[tuple[int, str], Match | None] = {}
+        self.quick_params = replace(params, use_features=False, flips=False, refine=1)
 
     @property
     def registered(self) -> int:
@@ -97,23 +103,54 @@ class FrameRegistrations:
                                         view=self.view)
         return self._observed[c]
 
-    def match(self, c: int, object_id: str) -> Match | None:
-        """Model ``object_id`` registered to cluster ``c`` (None: too small to be it)."""
+    def match(self, c: int, object_id: str, quick: bool = False) -> Match | None:
+        """Model ``object_id`` registered to cluster ``c`` (None: too small to be it);
+        ``quick`` registers from the resting guesses only, unless a full match is known."""
         key = (c, object_id)
-        if key not in self._matches:
+        if key in self._matches:
+            return self._matches[key]
+        cache = self._quick if quick else self._matches
+        if key not in cache:
             observed = self.observed(c)
             model = self.library.prepared(object_id, self.params)
             if observed.diameter > model.diameter + self.size_margin:
-                self._matches[key] = None
+                cache[key] = None
             else:
-                self._matches[key] = register(observed, self.library, object_id, self.params)
-        return self._matches[key]
+                cache[key] = register(observed, self.library, object_id,
+                                      self.quick_params if quick else self.params)
+        return cache[key]
+
+    def model_on_clusters(self, object_id: str) -> list[Match | None]:
+        """One model on every cluster: quick registrations first, the full one (features,
+        half turns) where the model fits, or everywhere when it fits nowhere (an object
+        lying on its side)."""
+        quick = [self.match(c, object_id, quick=True) for c in range(len(self.clusters))]
+        fits = [m is not None and self.plausible(m) for m in quick]
+        return [self.match(c, object_id) if fits[c] or not any(fits) else m
+                for c, m in enumerate(quick)]
+
+    def plausible(self, match: Match) -> bool:
+        """Whether a match fits well enough to be the object (then features are not tried)."""
+        return match.fitness * (1.0 - match.seen_through) >= self.params.feature_trigger
 
     def best(self, c: int) -> Match | None:
-        """The best-scoring library model for cluster ``c``."""
-        matches = [m for object_id in self.library.ids
-                   if (m := self.match(c, object_id)) is not None]
-        return max(matches, key=lambda m: (m.score, m.fitness)) if matches else None
+        """The best-scoring library model for cluster ``c`` (see the class docstring)."""
+        def rank(m: Match) -> tuple[float, float]:
+            return (m.score, m.fitness)
+
+        full = [m for object_id in self.library.ids
+                if (c, object_id) in self._matches and (m := self._matches[c, object_id])]
+        best = max(full, key=rank) if full else None
+        quick = [m for object_id in self.library.ids
+                 if (c, object_id) not in self._matches
+                 and (m := self.match(c, object_id, quick=True)) is not None]
+        for candidate in sorted(quick, key=rank, reverse=True):
+            if best is not None and rank(candidate) <= rank(best):
+                break
+            match = self.match(c, candidate.object_id)
+            if match is not None and (best is None or rank(match) > rank(best)):
+                best = match
+        return best
 
 
 @dataclass
@@ -196,12 +233,10 @@ class Perception:
         second copy keeps the label only with a near-perfect fit (``duplicate_score``)."""
         p = self.params
         pairs: list[tuple[float, int, Match]] = []
-        for c in range(len(clusters)):
-            for object_id in named if named is not None else self.library.ids:
-                match = regs.match(c, object_id)
-                if match is None:
-                    continue
-                if match.score >= p.accept_score and match.fitness >= p.accept_fitness:
+        for object_id in named if named is not None else self.library.ids:
+            for c, match in enumerate(regs.model_on_clusters(object_id)):
+                if match is not None and match.score >= p.accept_score and \
+                        match.fitness >= p.accept_fitness:
                     pairs.append((match.score, c, match))
         pairs.sort(key=lambda item: item[0], reverse=True)
         assigned: dict[int, Match] = {}
@@ -221,6 +256,11 @@ class Perception:
                     continue
             assigned[c] = match
             used.add(match.object_id)
+        for c, match in assigned.items():  # the kept labels' poses from full registrations
+            full = regs.match(c, match.object_id)
+            if full is not None and full.score >= p.accept_score and \
+                    full.fitness >= p.accept_fitness:
+                assigned[c] = full
         objects = []
         for c, cluster in enumerate(clusters):
             best = assigned.get(c)

@@ -63,7 +63,7 @@ class RegistrationParams:
     normal_radius: float = 0.02
     feature_radius: float = 0.05
     ransac_distance: float = 0.01
-    ransac_iterations: int = 3000
+    ransac_iterations: int = 1000
     ransac_confidence: float = 0.999
     seed: int = 0
     use_features: bool = True
@@ -73,7 +73,7 @@ class RegistrationParams:
     the share seen through): an upright object needs none."""
     yaw_steps: int = 12
     """Resting guesses per model (ICP converges from about half a step away)."""
-    keep_guesses: int = 4
+    keep_guesses: int = 6
     """Resting guesses kept for ICP after a cheap nearest-neighbour screening."""
     screen_distance: float = 0.01
     """Screening counts observed points this close to a guess's model (the coarse grid's
@@ -433,12 +433,14 @@ class _Hypothesis:
 
 
 def _score(observed: ObservedCluster, model: _Prepared, transform: FloatArray,
-           params: RegistrationParams) -> _Hypothesis:
+           params: RegistrationParams, coarse: bool = False) -> _Hypothesis:
     """Fitness, RMSE (to the nearest model sample) and point-to-plane RMSE (to the sample's
     tangent plane, free of the sampling's spacing) of the observed points on the model under
     ``transform``, and the share of the posed model's camera-facing surface the camera saw
-    through."""
-    local = observed.points @ transform[:3, :3].T + transform[:3, 3]
+    through. ``coarse`` scores the coarse grids (a quarter of the points: for ranking the
+    coarse hypotheses only)."""
+    points = np.asarray(observed.coarse.points) if coarse else observed.points
+    local = points @ transform[:3, :3].T + transform[:3, 3]
     dist, nearest = model.tree.query(local, k=1, distance_upper_bound=params.inlier_distance)
     inlier = np.isfinite(dist)
     fitness = float(np.mean(inlier))
@@ -451,9 +453,10 @@ def _score(observed: ObservedCluster, model: _Prepared, transform: FloatArray,
     seen = 0.0
     if observed.view is not None:
         pose = invert(transform)
-        seen = observed.view.seen_through(model.points @ pose[:3, :3].T + pose[:3, 3],
-                                          model.normals @ pose[:3, :3].T,
-                                          params.view_tolerance)
+        surface = (np.asarray(model.coarse.points), np.asarray(model.coarse.normals)) \
+            if coarse else (model.points, model.normals)
+        seen = observed.view.seen_through(surface[0] @ pose[:3, :3].T + pose[:3, 3],
+                                          surface[1] @ pose[:3, :3].T, params.view_tolerance)
     return _Hypothesis(transform, fitness, rmse, plane_rmse, seen,
                        params.residual_weight / params.inlier_distance)
 
@@ -487,16 +490,19 @@ def register(observed: ObservedCluster, library: ObjectLibrary, object_id: str,
     def coarse_icp(start: FloatArray) -> _Hypothesis:
         result = reg.registration_icp(observed.coarse, model.coarse, p.coarse_distance, start,
                                       point_to_plane, coarse_criteria)
-        return _score(observed, model, np.asarray(result.transformation), p)
+        return _score(observed, model, np.asarray(result.transformation), p, coarse=True)
+
+    def plausible(hypotheses: list[_Hypothesis]) -> bool:
+        return max(h.fitness * (1.0 - h.seen_through) for h in hypotheses) >= p.feature_trigger
 
     guesses = _screen(observed, model, _resting_guesses(observed, model, p.yaw_steps), p)
     hypotheses = [coarse_icp(invert(guess)) for guess in guesses]
-    if p.use_features and max(h.key for h in hypotheses)[0] < p.feature_trigger:
+    if p.use_features and not plausible(hypotheses):
         hypotheses.append(coarse_icp(_feature_guess(observed, model, p)))
-    if p.flips:
+    if p.flips and plausible(hypotheses):  # a model that fits nowhere needs no flips
         best = max(hypotheses, key=lambda h: h.key)
         hypotheses += [coarse_icp(flip @ best.transform) for flip in model.flips]
-    fine_criteria = reg.ICPConvergenceCriteria(max_iteration=p.fine_iterations)
+    fine_criteria = reg.ICPConvergenceCriteria(1e-5, 1e-5, p.fine_iterations)
     chosen: _Hypothesis | None = None
     for start in _distinct(hypotheses, max(1, p.refine)):
         fine = reg.registration_icp(observed.fine, model.cloud, p.fine_distance,
