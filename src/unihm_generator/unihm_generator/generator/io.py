@@ -1,0 +1,129 @@
+"""Generator checkpoints: safetensors weights + JSON config, nothing pickled.
+
+A checkpoint folder holds ``generator.safetensors``, ``generator.json`` (the config),
+``checkpoint.json`` (which hand tokenizer it speaks, training record) and, unless it uses
+the package's default tokenizer, a copy of that tokenizer in ``tokenizer/``. A retrieval
+baseline index (``retrieval.safetensors``) and an ablation trained without masking
+(``no_masking/``) may sit beside them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from unihm_generator.generator.config import GeneratorConfig, GeneratorError
+from unihm_generator.generator.model import HandGenerator
+
+WEIGHTS_FILE = "generator.safetensors"
+CONFIG_FILE = "generator.json"
+META_FILE = "checkpoint.json"
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "checkpoints" / "generator"
+ENV_VAR = "UNIHM_GENERATOR"
+
+
+def default_generator_dir() -> Path:
+    env = os.environ.get(ENV_VAR)
+    return Path(env).expanduser() if env else DEFAULT_DIR
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_state(path: Path, state: dict[str, torch.Tensor], half: bool = False) -> None:
+    tensors = {}
+    for k, v in state.items():
+        v = v.detach().contiguous().clone()
+        tensors[k] = v.half() if half and v.is_floating_point() else v
+    tmp = Path(str(path) + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": "unihm-hand-generator"})
+    tmp.replace(path)
+
+
+def save_generator(model: HandGenerator, folder: str | os.PathLike[str],
+                   tokenizer_dir: str | os.PathLike[str] | None,
+                   meta: dict[str, Any] | None = None, half: bool = False) -> Path:
+    """Write the weights (fp16 when ``half``: the shipped checkpoint), config and record."""
+    from unihm_generator.tokenizer.io import CONFIG_FILE as TOK_CFG
+    from unihm_generator.tokenizer.io import WEIGHTS_FILE as TOK_W
+    from unihm_generator.tokenizer.io import default_tokenizer_dir
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    state = model.state_dict()
+    # tied embeddings: store the table once
+    state = {k: v for k, v in state.items() if k != "lm.lm_head.weight"}
+    save_state(out / WEIGHTS_FILE, state, half=half)
+    model.config.save(out / CONFIG_FILE)
+    tok_src = Path(tokenizer_dir) if tokenizer_dir else default_tokenizer_dir()
+    record = dict(meta or {})
+    record["tokenizer_sha256"] = file_sha256(tok_src / TOK_W)
+    if tok_src.resolve() == default_tokenizer_dir().resolve():
+        record["tokenizer"] = "default"
+    else:
+        record["tokenizer"] = "tokenizer"
+        dst = out / "tokenizer"
+        if tok_src.resolve() != dst.resolve():
+            dst.mkdir(exist_ok=True)
+            for name in (TOK_W, TOK_CFG):
+                shutil.copyfile(tok_src / name, dst / name)
+    (out / META_FILE).write_text(json.dumps(record, indent=1) + "\n")
+    return out
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / META_FILE
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text())
+
+
+def checkpoint_tokenizer_dir(folder: Path) -> Path:
+    from unihm_generator.tokenizer.io import default_tokenizer_dir
+
+    meta = read_meta(folder)
+    if meta.get("tokenizer", "default") == "default":
+        return default_tokenizer_dir()
+    return Path(folder) / meta["tokenizer"]
+
+
+def load_generator(folder: str | os.PathLike[str] | None = None) -> HandGenerator:
+    src = Path(folder) if folder is not None else default_generator_dir()
+    if not (src / CONFIG_FILE).is_file() or not (src / WEIGHTS_FILE).is_file():
+        raise GeneratorError(f"{src}: not a generator checkpoint (needs {CONFIG_FILE} and "
+                             f"{WEIGHTS_FILE}; train one with `unihm generator train`)")
+    config = GeneratorConfig.load(src / CONFIG_FILE)
+    config.base_model = ""  # the weights below replace whatever the base model held
+    model = HandGenerator(config)
+    try:
+        state = load_file(str(src / WEIGHTS_FILE))
+    except (SafetensorError, OSError) as exc:
+        raise GeneratorError(f"{src / WEIGHTS_FILE}: unreadable weights: {exc}") from exc
+    expected = model.state_dict()
+    state.setdefault("lm.lm_head.weight", state.get("lm.model.embed_tokens.weight"))
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise GeneratorError(f"{src}: weights do not match the config (missing {missing[:5]}, "
+                             f"unexpected {extra[:5]})")
+    for key, value in state.items():
+        if value.shape != expected[key].shape:
+            raise GeneratorError(f"{src}: {key} has shape {tuple(value.shape)}, the config "
+                                 f"expects {tuple(expected[key].shape)}")
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                           for k, v in state.items()})
+    model.eval()
+    return model
