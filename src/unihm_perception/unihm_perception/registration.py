@@ -2,14 +2,17 @@
 
 Each library model is tried against the observed (single-view, partial) cluster:
 
-1. initial poses come from two sources: global registration (FPFH features + RANSAC, seeded
-   so that a frame gives the same answer twice) and "resting" guesses that put the model upright
-   on the table (its object-frame +z along the table normal) at ``yaw_steps`` yaws, centred on
-   the cluster and with its lowest point on the plane. Features are ambiguous on symmetric,
-   featureless shapes (cans, boxes); the resting guesses are not, because objects in a
-   table-top scene mostly stand in their canonical pose. FPFH covers objects lying on a side;
+1. initial poses: "resting" guesses that put the model upright on the table (its object-frame
+   +z along the table normal) at ``yaw_steps`` yaws, centred on the cluster and with its
+   lowest point on the plane, screened by one nearest-neighbour query; objects in a table-top
+   scene mostly stand in their canonical pose. Only when none fits is a global registration
+   added (FPFH features + RANSAC, seeded so that a frame gives the same answer twice): it
+   covers objects lying on a side, and is ambiguous on symmetric, featureless shapes;
 2. every guess gets a short point-to-plane ICP (observed points onto the model surface, whose
-   normals are exact) and the best one a longer, tighter ICP.
+   normals are exact); the best is also tried turned half a turn about each of the model's
+   principal axes; the best distinct results get a longer, tighter ICP. Hypotheses are ranked
+   by fitness times the share of the model's camera-facing surface the camera did not see
+   through (with a :class:`DepthView`), less the point-to-plane residual.
 
 Matches are ranked by ``score = fitness * sqrt(coverage)``: ``fitness`` (the share of observed
 points lying on the model) alone prefers larger models, on whose faces a small object's partial
