@@ -194,8 +194,9 @@ def register_tokenizer(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(title="tokenizer commands", metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--threads", type=int, default=2,
-                       help="torch CPU threads (default 2)")
+        p.add_argument("--threads", type=int, default=1,
+                       help="torch CPU threads (default 1: the per-hand networks are small, "
+                            "and a second thread mostly waits on a shared machine)")
         p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     tr = sub.add_parser("train", help="train a tokenizer on a dataset's train split",

@@ -49,7 +49,7 @@ class TokenizerConfig:
     """Frames per token: one token covers ``chunk`` consecutive frames (chunk / fps seconds)."""
     codebook_size: int = 1024
     code_dim: int = 32
-    hidden: int = 128
+    hidden: int = 192
     """Width of the per-hand MLP layers / conv channels."""
     beta: float = 0.25
     lr: float = 1e-3
@@ -64,8 +64,8 @@ class TokenizerConfig:
     tau_c: int = 1
     refresh_buffer: int = 20000
     # stage 2: every other hand (distillation, then fine-tuning)
-    distill_epochs: int = 6
-    finetune_epochs: int = 20
+    distill_epochs: int = 4
+    finetune_epochs: int = 16
     lambda_distill: float = 0.1
     steps_per_epoch: int = 0
     """Optimizer steps per epoch; 0 = one pass over the training windows of the reference hand."""
