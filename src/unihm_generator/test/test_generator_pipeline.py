@@ -95,7 +95,7 @@ def test_clear_errors(trained, tmp_path: Path) -> None:
     ex = examples[0]
     with pytest.raises(GeneratorError, match="instruction is empty"):
         gen.generate([_spec(ex, instruction="  ")])
-    with pytest.raises(GeneratorError, match="unknown hand 'robot_foot'.*xhand_right"):
+    with pytest.raises(GeneratorError, match=r"unknown hand 'robot_foot'.*xhand_right"):
         gen.generate([_spec(ex, hands=["robot_foot"])])
     with pytest.raises(GeneratorError, match=r"shape \(P, 3\).*\(64, 2\)"):
         gen.generate([_spec(ex, points=np.zeros((64, 2)))])

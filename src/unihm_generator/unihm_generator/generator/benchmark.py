@@ -1,7 +1,8 @@
 """``unihm bench generator``: latency of one 120-frame request with and without KV cache.
 
 Tiny config (the shipped checkpoint when there is one, else a randomly initialised model of
-the same shape), 1 torch thread (faster than 2 for a model this small on a shared 2-core machine), greedy, best of several runs after a warm-up. "No cache"
+the same shape), 1 torch thread (faster than 2 for a model this small on a shared
+2-core machine), greedy, best of several runs after a warm-up. "No cache"
 re-runs the whole sequence at every step (the public code's way). The qwen3-0.6b shape is
 randomly initialised (bfloat16) and timed on a shorter sequence with the cache.
 """

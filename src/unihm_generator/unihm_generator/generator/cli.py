@@ -33,7 +33,7 @@ def _threads(n: int) -> None:
     torch.set_num_threads(max(1, int(n)))
 
 
-def _load_split(data: str, split: str, tokenizer, config, limit: int | None,
+def _load_split(data: str, split: str, tokenizer, config, limit: int | None,  # noqa: PLR0917
                 progress: bool) -> list:
     from unihm_generator.generator.data import load_examples
 
@@ -159,7 +159,8 @@ def register_generator(subparsers: argparse._SubParsersAction) -> None:
                     help="also train the same model without masking into OUT/no_masking")
     tr.add_argument("--half", action="store_true", help="store float16 weights")
     tr.add_argument("--limit", type=int, help="at most this many sequences per split")
-    tr.add_argument("--threads", type=int, default=2)
+    tr.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (1 is fastest for the tiny model here)")
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=_run_train)
     ev = sub.add_parser("eval", help="MPJPE, FPL, FOL, Diversity on a split (last line JSON)")
@@ -170,7 +171,8 @@ def register_generator(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--feed-mask", action="store_true",
                     help="feed the mask token instead of the generated one")
     ev.add_argument("--json", action="store_true", help="only the JSON line")
-    ev.add_argument("--threads", type=int, default=2)
+    ev.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (1 is fastest for the tiny model here)")
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(func=_run_eval)
     parser.set_defaults(func=lambda a: (parser.print_help(), 2)[1])
@@ -230,7 +232,7 @@ def _target(path: str) -> np.ndarray:
     return arr
 
 
-def write_result(out: Path, motion, spec, fps: float, object_id: str,
+def write_result(out: Path, motion, spec, fps: float, object_id: str,  # noqa: PLR0917
                  mesh_path: str, instruction: str, picture: bool = True) -> list[Path]:
     """OUT.npz in the dataset's sequence layout (one file) and OUT.png per first hand."""
     from unihm_core.dataset.format import HandMotion, SequenceRecord, save_sequence
@@ -304,5 +306,6 @@ def register_generate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-picture", action="store_true")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (1 is fastest for the tiny model here)")
     p.set_defaults(func=_run_generate)

@@ -104,7 +104,7 @@ class Example:
         return len(self.obj_poses)
 
 
-def load_examples(data: str, split: str, tokenizer, config: GeneratorConfig,
+def load_examples(data: str, split: str, tokenizer, config: GeneratorConfig,  # noqa: PLR0917
                   hands: Sequence[str] | None = None, limit: int | None = None,
                   progress: bool = False) -> list[Example]:
     from unihm_core.dataset.index import Dataset
@@ -135,7 +135,7 @@ def load_examples(data: str, split: str, tokenizer, config: GeneratorConfig,
     return out
 
 
-def make_request(vocab: TextVocab, config: GeneratorConfig, instruction: str,
+def make_request(vocab: TextVocab, config: GeneratorConfig, instruction: str,  # noqa: PLR0917
                  points: np.ndarray, traj: np.ndarray, init_token: int,
                  init_wrist: np.ndarray) -> Request:
     rows = vocab.rows(instruction)

@@ -45,8 +45,8 @@ def file_sha256(path: Path) -> str:
 
 def save_state(path: Path, state: dict[str, torch.Tensor], half: bool = False) -> None:
     tensors = {}
-    for k, v in state.items():
-        v = v.detach().contiguous().clone()
+    for k, value in state.items():
+        v = value.detach().contiguous().clone()
         tensors[k] = v.half() if half and v.is_floating_point() else v
     tmp = Path(str(path) + ".tmp")
     save_file(tensors, str(tmp), metadata={"format": "unihm-hand-generator"})

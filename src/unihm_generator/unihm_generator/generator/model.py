@@ -172,7 +172,7 @@ class HandGenerator(nn.Module):
         return self.wrist_head(hidden).view(*hidden.shape[:-1], self.config.chunk, 9)
 
     # -------------------------------------------------------------------------- training
-    def loss(self, requests: Sequence[Request], tokens: Sequence[np.ndarray],
+    def loss(self, requests: Sequence[Request], tokens: Sequence[np.ndarray],  # noqa: PLR0917
              wrist_targets: Sequence[np.ndarray], frame_masks: Sequence[np.ndarray],
              mask_ratio: float, rng: torch.Generator | None = None) -> dict[str, Tensor]:
         """Teacher-forced loss: CE on hand tokens + end token, MSE on the wrist in object frame.

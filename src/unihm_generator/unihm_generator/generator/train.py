@@ -109,7 +109,7 @@ def validation_loss(model: HandGenerator, examples: Sequence[Example], vocab: Te
     return total / max(n, 1)
 
 
-def train_generator(config: GeneratorConfig, train: Sequence[Example],
+def train_generator(config: GeneratorConfig, train: Sequence[Example],  # noqa: PLR0915,PLR0912
                     val: Sequence[Example], out: str | Path,
                     tokenizer_dir: str | Path | None, *, progress: bool = True,
                     echo: Callable[[str], None] = print,
