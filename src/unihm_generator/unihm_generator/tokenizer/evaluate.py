@@ -177,17 +177,20 @@ def plot_report(model: HandTokenizer, bank: TrajectoryBank, out: str | Path,
 
     shown = hands[:4]
     fig, axes = plt.subplots(len(shown), 1, figsize=(7, 2.2 * len(shown)), squeeze=False)
-    seq = int(np.argmax(bank.seq_len))
-    s, n = int(bank.seq_start[seq]), int(bank.seq_len[seq])
-    t = np.arange(n)
     for ax, h in zip(axes[:, 0], shown, strict=False):
+        # the longest sequence that has this hand
+        lengths = np.where(bank.present[h][bank.seq_start], bank.seq_len, 0)
+        seq = int(np.argmax(lengths))
+        s, n = int(bank.seq_start[seq]), int(bank.seq_len[seq])
+        t = np.arange(n)
         q = bank.joints[h][s:s + n]
         rec = model.reconstruct(h, q)
         spread = np.ptp(q, axis=0)
         for k, j in enumerate(np.argsort(spread)[::-1][:3]):
             ax.plot(t, q[:, j], color=f"C{k}", lw=1.5, label=model.config.hands[h].joint_names[j])
             ax.plot(t, rec[:, j], color=f"C{k}", lw=1.0, ls="--")
-        ax.set_title(f"{h}: data (solid) vs tokens -> joints (dashed)", fontsize=9)
+        ax.set_title(f"{h}, {bank.seq_ids[seq]}: data (solid) vs tokens -> joints (dashed)",
+                     fontsize=9)
         ax.legend(fontsize=6, loc="upper right")
     axes[-1, 0].set_xlabel("frame")
     fig.tight_layout()

@@ -34,6 +34,7 @@ def save_tokenizer(model: HandTokenizer, folder: str | os.PathLike[str]) -> Path
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     tmp = out / (WEIGHTS_FILE + ".tmp")
     save_file(state, str(tmp), metadata={"format": "unihm-hand-tokenizer"})
+    tmp.chmod(0o644)  # safetensors writes 0600; a checkpoint is meant to be shared
     tmp.replace(out / WEIGHTS_FILE)
     model.config.save(out / CONFIG_FILE)
     return out
