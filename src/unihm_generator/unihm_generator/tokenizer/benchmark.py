@@ -19,10 +19,10 @@ from unihm_generator.tokenizer.model import HandTokenizer
 
 
 def _model() -> tuple[HandTokenizer, str]:
-    from unihm_generator.tokenizer.io import load_tokenizer
+    from unihm_generator.tokenizer.io import default_tokenizer_dir, load_tokenizer
 
     try:
-        return load_tokenizer(), "default checkpoint"
+        return load_tokenizer(), str(default_tokenizer_dir())
     except TokenizerError:
         from unihm_generator.tokenizer.train import new_model
 
