@@ -5,7 +5,7 @@ VENV ?= $(CURDIR)/.venv
 ENV := source $(VENV)/unihm.env
 PYTEST_ARGS ?=
 
-.PHONY: help setup test lint format doctor smoke docker-lint lock clean
+.PHONY: help setup test demo lint format doctor smoke docker-lint lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n", $$1, $$2}'
@@ -15,6 +15,9 @@ setup:  ## install everything needed (Debian packages, .venv, interfaces, our pa
 
 test: setup  ## run every package's tests (pytest over src/*/test)
 	@$(ENV) && python -m pytest $(PYTEST_ARGS)
+
+demo: setup  ## generate + refine a grasp for an instruction on a shared object (build/demo/)
+	@$(ENV) && python scripts/demo.py --out build/demo
 
 lint: setup  ## ruff over the Python code, hadolint over the Dockerfile
 	@$(ENV) && ruff check . && hadolint docker/Dockerfile
@@ -28,7 +31,10 @@ doctor: setup  ## check the installation (unihm doctor)
 smoke: setup  ## the ROS smoke test, 10 runs in a row
 	@$(ENV) && python -m pytest src/unihm_bringup/test/test_ros_smoke.py --count 10 $(PYTEST_ARGS)
 
-docker-lint: setup  ## lint the Dockerfile
+docker-demo: setup  ## generate + refine a grasp for an instruction on a shared object (build/demo/)
+	@$(ENV) && python scripts/demo.py --out build/demo
+
+lint: setup  ## lint the Dockerfile
 	@$(ENV) && hadolint docker/Dockerfile
 
 lock: setup  ## regenerate requirements/constraints.txt from the current .venv

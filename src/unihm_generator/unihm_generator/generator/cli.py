@@ -241,9 +241,12 @@ def write_result(out: Path, motion, spec, fps: float, object_id: str,  # noqa: P
     for hand, q in motion.joints.items():
         from unihm_core.hands import hand_kinematics
 
-        tips = len(hand_kinematics(hand).config.fingers)
-        hands[hand] = HandMotion(wrist_poses=motion.wrist_poses, joints=q,
-                                 contacts=np.zeros((len(q), tips), dtype=bool))
+        kin = hand_kinematics(hand)
+        tips = tuple(k.name for k in kin.config.fingertips)
+        hands[hand] = HandMotion(hand_id=hand, joint_names=kin.joint_names,
+                                 wrist_poses=np.asarray(motion.wrist_poses, dtype=np.float64),
+                                 joints=np.asarray(q, dtype=np.float64), fingertips=tips,
+                                 contacts=np.zeros((len(q), len(tips)), dtype=bool))
     normals = np.zeros_like(np.asarray(spec.points, dtype=np.float32))
     normals[:, 2] = 1.0
     rec = SequenceRecord(sequence_id=out.stem, fps=fps, object_id=object_id,

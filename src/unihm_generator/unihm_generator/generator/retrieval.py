@@ -1,6 +1,7 @@
 """Retrieval baseline: the nearest training sequence by instruction embedding and object.
 
 The instruction embedding is a hashed bag of its Qwen3 token ids (L2-normalised, 512 dims);
+the index holds one row per training sequence (the mean of its phrasings' embeddings);
 the object descriptor is the sorted extents of its point cloud and its mean radius (dm). The
 score is ``cos(text) - |descriptor difference|``. The retrieved sequence's hand tokens and its
 wrist trajectory in the object's frame are stretched in time to the request's length (nearest
@@ -53,12 +54,14 @@ class RetrievalIndex:
             raise GeneratorError("the retrieval index needs at least one training sequence")
         rows_text, rows_obj, toks, wr = [], [], [], []
         for ex in examples:
+            # one row per sequence: the mean of its phrasings' embeddings, re-normalised
+            # (a row per phrasing would repeat the tokens and wrists of the sequence)
             hand = sorted(ex.tokens)[0]
-            for text in ex.instructions:
-                rows_text.append(text_embedding(text))
-                rows_obj.append(object_descriptor(ex.points))
-                toks.append(ex.tokens[hand])
-                wr.append(ex.wrist)
+            emb = np.mean([text_embedding(t) for t in ex.instructions], axis=0)
+            rows_text.append(emb / max(float(np.linalg.norm(emb)), 1e-8))
+            rows_obj.append(object_descriptor(ex.points))
+            toks.append(ex.tokens[hand])
+            wr.append(ex.wrist)
         n_tok = max(len(t) for t in toks)
         n_fr = max(len(w) for w in wr)
         tokens = np.zeros((len(toks), n_tok), dtype=np.int32)
