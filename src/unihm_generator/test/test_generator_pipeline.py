@@ -103,3 +103,21 @@ def test_clear_errors(trained, tmp_path: Path) -> None:
         gen.generate([_spec(ex, target=np.zeros((5, 3, 3)))])
     with pytest.raises(GeneratorError, match="not a generator checkpoint"):
         Generator.load(tmp_path / "nothing")
+
+
+def test_generate_result_file_round_trip(trained, tmp_path: Path) -> None:
+    """`unihm generate` writes a dataset sequence the dataset loader reads back per hand."""
+    from unihm_core.dataset.format import load_sequence
+    from unihm_generator.generator.cli import write_result
+
+    root, _, _, examples = trained
+    gen = Generator.load(root / "ckpt")
+    spec = _spec(examples[0])
+    motion = gen.generate([spec])[0]
+    out = write_result(tmp_path / "out.npz", motion, spec, 30.0, "test_object", "",
+                       "pick it up", picture=False)
+    rec = load_sequence(out[0])
+    assert set(rec.hands) == {"xhand_right", "shadow_right"}
+    np.testing.assert_allclose(rec.hands["shadow_right"].joints,
+                               motion.joints["shadow_right"], atol=1e-5)
+    assert rec.hands["xhand_right"].wrist_poses.shape == (len(examples[0].obj_poses), 4, 4)
