@@ -168,8 +168,11 @@ def register_generator(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--data", required=True)
     ev.add_argument("--split", default="unseen", choices=SPLITS)
     ev.add_argument("--limit", type=int)
-    ev.add_argument("--feed-mask", action="store_true",
-                    help="feed the mask token instead of the generated one")
+    ev.add_argument("--feed-mask", action="store_true", default=None,
+                    help="feed the mask token instead of the generated one (default: when "
+                         "the checkpoint was trained with the masking curriculum)")
+    ev.add_argument("--feed-tokens", dest="feed_mask", action="store_false",
+                    help="feed the generated tokens back")
     ev.add_argument("--json", action="store_true", help="only the JSON line")
     ev.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (1 is fastest for the tiny model here)")

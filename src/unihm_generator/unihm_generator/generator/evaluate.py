@@ -109,7 +109,7 @@ def metrics(examples: Sequence[Example], preds: Sequence[Prediction],
 
 def evaluate(gen: Generator, examples: Sequence[Example], *,
              index: RetrievalIndex | None = None, ablation: Generator | None = None,
-             feed_mask: bool = False,
+             feed_mask: bool | None = None,
              echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     hands = {h for ex in examples for h in ex.joints}
     div_hand = "xhand_right" if "xhand_right" in hands else None

@@ -115,8 +115,14 @@ class Generator:
     def generate(self, specs: Sequence[GenerationSpec], *, use_cache: bool = True,
                  greedy: bool = True, temperature: float = 1.0, top_k: int = 0,
                  top_p: float = 1.0, seed: int | None = None,
-                 feed_mask: bool = False) -> list[GeneratedMotion]:
-        """Batched generation; one ``GeneratedMotion`` per spec."""
+                 feed_mask: bool | None = None) -> list[GeneratedMotion]:
+        """Batched generation; one ``GeneratedMotion`` per spec.
+
+        ``feed_mask`` (default: whether the checkpoint was trained with the masking
+        curriculum) feeds the mask token to every slot instead of the generated token, the
+        input the curriculum's last epochs train on."""
+        if feed_mask is None:
+            feed_mask = bool(self.model.config.masking)
         requests = [self.request(s) for s in specs]
         codes, wrists = self.model.generate(requests, use_cache=use_cache, greedy=greedy,
                                             temperature=temperature, top_k=top_k,
