@@ -66,7 +66,8 @@ def draw_refined(generated: Path, refined: Path, hand: str, picture: Path) -> Pa
     with np.load(refined) as f:
         wrist, q = np.asarray(f["wrist_poses"]), np.asarray(f["q"])
     motion = replace(rec.hands[hand], wrist_poses=wrist, joints=q)
-    return render_sequence(replace(rec, hands={hand: motion}, task="refined"), picture)
+    return render_sequence(replace(rec, hands={hand: motion}, task="refined",
+                                   sequence_id="refined"), picture)
 
 
 def run(cmd: list[str]) -> str:

@@ -121,3 +121,31 @@ def test_generate_result_file_round_trip(trained, tmp_path: Path) -> None:
     np.testing.assert_allclose(rec.hands["shadow_right"].joints,
                                motion.joints["shadow_right"], atol=1e-5)
     assert rec.hands["xhand_right"].wrist_poses.shape == (len(examples[0].obj_poses), 4, 4)
+
+
+def test_mask_feeding_follows_the_checkpoint(trained, monkeypatch) -> None:
+    """Curriculum checkpoints feed the mask token by default (the input their last epochs
+    trained on); an explicit choice wins; both paths agree with and without the cache."""
+    root, _, _, examples = trained
+    gen = Generator.load(root / "ckpt")
+    assert gen.model.config.masking
+    specs = [_spec(ex) for ex in examples[:2]]
+    for feed in (True, False):
+        cached = gen.generate(specs, feed_mask=feed)
+        plain = gen.generate(specs, feed_mask=feed, use_cache=False)
+        for x, y in zip(cached, plain, strict=True):
+            np.testing.assert_array_equal(x.tokens, y.tokens)
+    seen: list[bool] = []
+    original = gen.model.generate
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["feed_mask"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(gen.model, "generate", spy)
+    default = gen.generate(specs)
+    gen.generate(specs, feed_mask=False)
+    assert seen == [True, False]
+    masked = gen.generate(specs, feed_mask=True)
+    for x, y in zip(default, masked, strict=True):
+        np.testing.assert_array_equal(x.tokens, y.tokens)
