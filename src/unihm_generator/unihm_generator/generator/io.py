@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from unihm_generator.generator.config import GeneratorConfig, GeneratorError
 from unihm_generator.generator.model import HandGenerator
+from unihm_generator.weights_io import checkpoint_dir, read_weights, write_weights
 
 WEIGHTS_FILE = "generator.safetensors"
 CONFIG_FILE = "generator.json"
@@ -31,8 +30,7 @@ ENV_VAR = "UNIHM_GENERATOR"
 
 
 def default_generator_dir() -> Path:
-    env = os.environ.get(ENV_VAR)
-    return Path(env).expanduser() if env else DEFAULT_DIR
+    return checkpoint_dir(ENV_VAR, DEFAULT_DIR)
 
 
 def file_sha256(path: Path) -> str:
@@ -44,13 +42,7 @@ def file_sha256(path: Path) -> str:
 
 
 def save_state(path: Path, state: dict[str, torch.Tensor], half: bool = False) -> None:
-    tensors = {}
-    for k, value in state.items():
-        v = value.detach().contiguous().clone()
-        tensors[k] = v.half() if half and v.is_floating_point() else v
-    tmp = Path(str(path) + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "unihm-hand-generator"})
-    tmp.replace(path)
+    write_weights(path, state, "unihm-hand-generator", half=half)
 
 
 def save_generator(model: HandGenerator, folder: str | os.PathLike[str],
@@ -108,21 +100,8 @@ def load_generator(folder: str | os.PathLike[str] | None = None) -> HandGenerato
     config = GeneratorConfig.load(src / CONFIG_FILE)
     config.base_model = ""  # the weights below replace whatever the base model held
     model = HandGenerator(config)
-    try:
-        state = load_file(str(src / WEIGHTS_FILE))
-    except (SafetensorError, OSError) as exc:
-        raise GeneratorError(f"{src / WEIGHTS_FILE}: unreadable weights: {exc}") from exc
-    expected = model.state_dict()
-    state.setdefault("lm.lm_head.weight", state.get("lm.model.embed_tokens.weight"))
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    if missing or extra:
-        raise GeneratorError(f"{src}: weights do not match the config (missing {missing[:5]}, "
-                             f"unexpected {extra[:5]})")
-    for key, value in state.items():
-        if value.shape != expected[key].shape:
-            raise GeneratorError(f"{src}: {key} has shape {tuple(value.shape)}, the config "
-                                 f"expects {tuple(expected[key].shape)}")
+    state = read_weights(src / WEIGHTS_FILE, model.state_dict(), GeneratorError,
+                         defaults={"lm.lm_head.weight": "lm.model.embed_tokens.weight"})
     model.load_state_dict({k: v.float() if v.is_floating_point() else v
                            for k, v in state.items()})
     model.eval()

@@ -9,11 +9,10 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from unihm_generator.tokenizer.config import TokenizerConfig, TokenizerError
 from unihm_generator.tokenizer.model import HandTokenizer
+from unihm_generator.weights_io import checkpoint_dir, read_weights, write_weights
 
 WEIGHTS_FILE = "tokenizer.safetensors"
 CONFIG_FILE = "tokenizer.json"
@@ -23,19 +22,14 @@ ENV_VAR = "UNIHM_TOKENIZER"
 
 def default_tokenizer_dir() -> Path:
     """``$UNIHM_TOKENIZER`` when set, else the checkpoint shipped with the package."""
-    env = os.environ.get(ENV_VAR)
-    return Path(env).expanduser() if env else DEFAULT_DIR
+    return checkpoint_dir(ENV_VAR, DEFAULT_DIR)
 
 
 def save_tokenizer(model: HandTokenizer, folder: str | os.PathLike[str]) -> Path:
     """Write weights and config; files are replaced atomically (a crash leaves the old pair)."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    tmp = out / (WEIGHTS_FILE + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "unihm-hand-tokenizer"})
-    tmp.chmod(0o644)  # safetensors writes 0600; a checkpoint is meant to be shared
-    tmp.replace(out / WEIGHTS_FILE)
+    write_weights(out / WEIGHTS_FILE, model.state_dict(), "unihm-hand-tokenizer")
     model.config.save(out / CONFIG_FILE)
     return out
 
@@ -48,20 +42,7 @@ def load_tokenizer(folder: str | os.PathLike[str] | None = None) -> HandTokenize
                              f"{WEIGHTS_FILE}; train one with `unihm tokenizer train`)")
     config = TokenizerConfig.load(src / CONFIG_FILE)
     model = HandTokenizer(config)
-    try:
-        state = load_file(str(src / WEIGHTS_FILE))
-    except (SafetensorError, OSError) as exc:
-        raise TokenizerError(f"{src / WEIGHTS_FILE}: unreadable weights: {exc}") from exc
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    if missing or extra:
-        raise TokenizerError(f"{src}: weights do not match the config (missing {missing[:5]}, "
-                             f"unexpected {extra[:5]})")
-    for key, value in state.items():
-        if value.shape != expected[key].shape:
-            raise TokenizerError(f"{src}: {key} has shape {tuple(value.shape)}, the config "
-                                 f"expects {tuple(expected[key].shape)}")
+    state = read_weights(src / WEIGHTS_FILE, model.state_dict(), TokenizerError)
     model.load_state_dict(state)
     model.eval()
     return model
