@@ -224,7 +224,8 @@ def test_seating_reports_an_object_knocked_away() -> None:
     object_pose, wrist, q = wrap_grasp(checker, checker.resting_pose())
     aside = _moved(wrist, (0.0, 0.05, 0.0))  # fingers close on the box's edge, off centre
     seated = checker.seat(object_pose, aside, q)
-    if seated.success:  # nothing was knocked: the fingers still seat close to the surface
-        assert seated.object_shift_m <= checker.params.seat_max_shift_m
-    else:
-        assert "pushed the object" in seated.reason
+    assert not seated.success and "pushed the object" in seated.reason
+    assert seated.object_shift_m > checker.params.seat_max_shift_m
+    centred = checker.seat(object_pose, wrist, q)
+    assert centred.success, centred.reason
+    assert centred.object_shift_m <= checker.params.seat_max_shift_m

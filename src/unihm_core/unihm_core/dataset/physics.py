@@ -66,6 +66,7 @@ from unihm_core.hands.config import HandConfigError
 from unihm_core.hands.kinematics import HandKinematics, hand_kinematics
 from unihm_core.hands.registry import UnknownHandError
 from unihm_core.objects import OBJECTS
+from unihm_core.se3 import rotation_angle
 
 FloatArray = NDArray[np.float64]
 
@@ -695,7 +696,6 @@ class LiftChecker:
         contact solver settle them leaves fingers *on* the surface instead of millimetres
         inside it, which is what a recorded grasp of a real hand looks like.
         """
-        mujoco = _mujoco()
         p, kin = self.params, self.kin
         object_pose = _check_pose(object_pose, "object_pose")
         wrist = _check_pose(wrist_pose, "wrist_pose").copy()
@@ -709,23 +709,14 @@ class LiftChecker:
                 break
             wrist[:3, 3] -= step * wrist[:3, 0]
             back += step
-        m, d = self.model, self.data
-        d.ctrl[:kin.dof] = self.squeeze_targets(q, q_open)
-        mujoco.mj_step(m, d, max(1, round(p.seat_s / m.opt.timestep)))
-        settled = np.eye(4)
-        mat = np.empty(9)
-        mujoco.mju_quat2Mat(mat, d.qpos[self._obj_qpos + 3:self._obj_qpos + 7])
-        settled[:3, :3] = mat.reshape(3, 3)
-        settled[:3, 3] = d.qpos[self._obj_qpos:self._obj_qpos + 3]
-        q_seated = np.clip(d.qpos[self._hand_qpos][self._q_index], kin.lower, kin.upper)
+        self.data.ctrl[:kin.dof] = self.squeeze_targets(q, q_open)
+        stable = self._step(max(1, round(p.seat_s / self.model.opt.timestep)))
+        settled, q_seated = self._sim_state()
         q_seated = self._relax(settled, wrist, q_seated, q_open)
         shift = float(np.linalg.norm(settled[:3, 3] - object_pose[:3, 3]))
-        cos = (np.trace(object_pose[:3, :3].T @ settled[:3, :3]) - 1.0) / 2.0
-        turn = math.degrees(math.acos(min(1.0, max(-1.0, cos))))
+        turn = math.degrees(float(rotation_angle(object_pose[:3, :3].T @ settled[:3, :3])))
         reason = ""
-        bad = (mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADQPOS,
-               mujoco.mjtWarning.mjWARN_BADQVEL)
-        if any(d.warning[w].number for w in bad):
+        if not stable:
             reason = _UNSTABLE
         elif shift > p.seat_max_shift_m or turn > p.seat_max_turn_deg:
             reason = (f"closing the hand pushed the object {100 * shift:.1f} cm and turned it "
@@ -779,6 +770,22 @@ class LiftChecker:
         for i in range(n):
             d.ctrl[:self.kin.dof] = q_start + min(1.0, (i + 1) / ramp) * (q_target - q_start)
             mujoco.mj_step(m, d, chunk)
+        return self._sim_state()
+
+    def _step(self, n: int) -> bool:
+        """Advance n steps; False when MuJoCo met a diverging state (it resets the data then,
+        so the state alone would not tell)."""
+        mujoco = _mujoco()
+        d = self.data
+        mujoco.mj_step(self.model, d, n)
+        bad = (mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADQPOS,
+               mujoco.mjtWarning.mjWARN_BADQVEL)
+        return not any(d.warning[w].number for w in bad)
+
+    def _sim_state(self) -> tuple[FloatArray, FloatArray]:
+        """The simulated object pose (4x4) and the actuated joints (clipped to limits)."""
+        mujoco = _mujoco()
+        d = self.data
         pose = np.eye(4)
         mat = np.empty(9)
         mujoco.mju_quat2Mat(mat, d.qpos[self._obj_qpos + 3:self._obj_qpos + 7])
@@ -854,14 +861,7 @@ class _Run:
         return self.c.params.stop_early
 
     def step(self, n: int) -> bool:
-        """Advance n steps; False when MuJoCo met a diverging state (it resets the data then,
-        so the state alone would not tell)."""
-        mujoco = _mujoco()
-        d = self.c.data
-        mujoco.mj_step(self.c.model, d, n)
-        bad = (mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADQPOS,
-               mujoco.mjtWarning.mjWARN_BADQVEL)
-        return not any(d.warning[w].number for w in bad)
+        return self.c._step(n)
 
     def object_state(self) -> tuple[FloatArray, FloatArray]:
         """Object position relative to the carrier (which only translates) and orientation."""
