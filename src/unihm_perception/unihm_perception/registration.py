@@ -291,6 +291,12 @@ class ObservedCluster:
     view: DepthView | None = None
     features: Any = None
     """FPFH of ``coarse``, computed on first use."""
+    resting: dict[tuple[Any, ...], list[_Hypothesis]] = field(default_factory=dict, repr=False)
+    """Coarse hypotheses from the resting guesses, per model and coarse settings: a quick
+    registration (no features, no half turns) and a later full one of the same model start
+    from the same guesses, so the full one only adds what the quick one left out."""
+    refined: dict[tuple[Any, ...], _Hypothesis] = field(default_factory=dict, repr=False)
+    """Fine ICP results per model, start pose and fine settings (same reason)."""
 
     @property
     def points(self) -> FloatArray:
@@ -363,19 +369,29 @@ def _unit(vector: ArrayLike) -> FloatArray:
 def _resting_guesses(observed: ObservedCluster, model: _Prepared,
                      steps: int) -> list[FloatArray]:
     """``T_planning_object`` guesses: model +z along up, yawed, centred on the cluster's
-    horizontal middle and lowered until its lowest point touches the floor height."""
+    horizontal middle and lowered until its lowest point touches the floor height.
+
+    A yaw about ``up`` leaves every height along ``up`` unchanged, so the model's lowest
+    point (its smallest object-frame z once +z is aligned with up) is found once for all
+    yaws, and the rotations are built in one batch (Rodrigues' formula)."""
     up = observed.up
-    align, _ = Rotation.align_vectors([up], [[0.0, 0.0, 1.0]])
+    align = Rotation.align_vectors([up], [[0.0, 0.0, 1.0]])[0].as_matrix()
     points = np.asarray(observed.coarse.points)
     mid = (points.min(axis=0) + points.max(axis=0)) / 2.0
-    guesses = []
-    for yaw in np.arange(steps) * (2.0 * np.pi / max(steps, 1)):
-        rotation = (Rotation.from_rotvec(up * yaw) * align).as_matrix()
-        translation = mid - rotation @ model.centre
-        lowest = float(np.min((model.points @ rotation.T + translation) @ up))
-        translation = translation + (observed.floor - lowest) * up
-        guesses.append(make_pose(rotation, translation))
-    return guesses
+    yaws = np.arange(steps) * (2.0 * np.pi / max(steps, 1))
+    cross = np.array([[0.0, -up[2], up[1]], [up[2], 0.0, -up[0]], [-up[1], up[0], 0.0]])
+    turns = (np.eye(3) + np.sin(yaws)[:, None, None] * cross
+             + (1.0 - np.cos(yaws))[:, None, None] * (cross @ cross))
+    rotations = turns @ align
+    lift = float(np.min(model.points @ (align.T @ up)))  # lowest point above the origin
+    translations = mid - rotations @ model.centre
+    lowest = translations @ up + lift
+    translations += (observed.floor - lowest)[:, None] * up
+    poses = np.zeros((steps, 4, 4))
+    poses[:, :3, :3] = rotations
+    poses[:, :3, 3] = translations
+    poses[:, 3, 3] = 1.0
+    return list(poses)
 
 
 def _screen(observed: ObservedCluster, model: _Prepared, guesses: list[FloatArray],
@@ -498,8 +514,14 @@ def register(observed: ObservedCluster, library: ObjectLibrary, object_id: str,
     def plausible(hypotheses: list[_Hypothesis]) -> bool:
         return max(h.fitness * (1.0 - h.seen_through) for h in hypotheses) >= p.feature_trigger
 
-    guesses = _screen(observed, model, _resting_guesses(observed, model, p.yaw_steps), p)
-    hypotheses = [coarse_icp(invert(guess)) for guess in guesses]
+    scoring = (p.voxel, p.coarse_voxel, p.feature_radius, p.inlier_distance,
+               p.view_tolerance, p.residual_weight)
+    resting_key = (object_id, *scoring, p.yaw_steps, p.keep_guesses, p.screen_distance,
+                   p.coarse_distance, p.coarse_iterations)
+    if resting_key not in observed.resting:
+        guesses = _screen(observed, model, _resting_guesses(observed, model, p.yaw_steps), p)
+        observed.resting[resting_key] = [coarse_icp(invert(guess)) for guess in guesses]
+    hypotheses = list(observed.resting[resting_key])
     if p.use_features and not plausible(hypotheses):
         hypotheses.append(coarse_icp(_feature_guess(observed, model, p)))
     if p.flips and plausible(hypotheses):  # a model that fits nowhere needs no flips
@@ -508,9 +530,14 @@ def register(observed: ObservedCluster, library: ObjectLibrary, object_id: str,
     fine_criteria = reg.ICPConvergenceCriteria(1e-5, 1e-5, p.fine_iterations)
     chosen: _Hypothesis | None = None
     for start in _distinct(hypotheses, max(1, p.refine)):
-        fine = reg.registration_icp(observed.fine, model.cloud, p.fine_distance,
-                                    start.transform, point_to_plane, fine_criteria)
-        hyp = _score(observed, model, np.asarray(fine.transformation), p)
+        fine_key = (object_id, *scoring, p.fine_distance, p.fine_iterations,
+                    start.transform.tobytes())
+        hyp = observed.refined.get(fine_key)
+        if hyp is None:
+            fine = reg.registration_icp(observed.fine, model.cloud, p.fine_distance,
+                                        start.transform, point_to_plane, fine_criteria)
+            hyp = _score(observed, model, np.asarray(fine.transformation), p)
+            observed.refined[fine_key] = hyp
         if chosen is None or hyp.key > chosen.key:
             chosen = hyp
     assert chosen is not None
