@@ -1,0 +1,1 @@
+"""FollowJointTrajectory servers: a simulated driver and the XHand adapter."""
