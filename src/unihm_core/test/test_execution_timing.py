@@ -229,3 +229,13 @@ def test_interpolated_motion_matches_scipy_quintic() -> None:
     for nu, value in enumerate(values):
         expected = reference(grid, nu)
         np.testing.assert_allclose(value, expected, rtol=1e-7, atol=1e-7 * np.abs(expected).max())
+
+
+def test_benchmark_is_registered_and_runs() -> None:
+    from unihm_core.bench import benchmarks
+    from unihm_core.execution.benchmark import run
+
+    assert "execution" in benchmarks()
+    result = run(quick=True)
+    assert result["violations"] == 0 and result["points"] == 120 and result["dof"] == 7
+    assert result["retime_ms"] > 0 and result["baseline_naive_difference_check_ms"] > 0
