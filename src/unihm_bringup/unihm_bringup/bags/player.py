@@ -84,12 +84,15 @@ class CameraPlayer(Node):
     best-effort and reliable subscribers).
 
     ``frames`` comes from ``read_camera_messages``. ``finished`` turns true when mode ``once``
-    has published the last frame.
+    has published the last frame. With ``wait_for_subscribers``, modes ``once`` and ``loop``
+    start the recorded timeline only when every camera topic has a subscriber, so the first
+    frames are not published to nobody.
     """
 
     def __init__(self, frames: Sequence[CameraFrameMessages], *, mode: str = "hold",
                  rate_hz: float = 10.0, topics: BagTopics = DEFAULT_TOPICS,
-                 hold_frame: int | None = None, node_name: str = "unihm_camera_player",
+                 hold_frame: int | None = None, wait_for_subscribers: bool = False,
+                 node_name: str = "unihm_camera_player",
                  context: Context | None = None) -> None:
         super().__init__(node_name, context=context)
         if mode not in MODES:
@@ -114,6 +117,7 @@ class CameraPlayer(Node):
         self._decoded: dict[int, dict[str, Any]] = {}
         self._hold: int | None = None
         self.hold(hold_frame)
+        self._waiting = wait_for_subscribers and mode != "hold"
         self._start = time.monotonic()
         self._next = 0
         t0 = self.frames[0].bag_time_ns
@@ -148,6 +152,11 @@ class CameraPlayer(Node):
             return
         if self.finished:
             return
+        if self._waiting:
+            if any(p.get_subscription_count() == 0 for p in self._pubs.values()):
+                return
+            self._waiting = False
+            self._start = time.monotonic()
         elapsed = time.monotonic() - self._start
         while self._next < len(self.frames) and self._offsets[self._next] <= elapsed:
             for stream in STREAMS:
