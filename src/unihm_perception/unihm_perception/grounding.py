@@ -277,6 +277,18 @@ def _apply_attributes(phrase: ObjectPhrase, pool: list[int],
     return pool, rules
 
 
+def single_by_attributes(phrase: ObjectPhrase,
+                         candidates: Sequence[CandidateLike]) -> int | None:
+    """The one candidate a phrase without a noun leaves by its attributes alone (None: the
+    phrase has a noun or no attributes, or several candidates remain). Such a choice does not
+    depend on labels (:func:`select_object` consults names only to break a tie), so it can be
+    made before any object is identified."""
+    if phrase.noun or not phrase.attributes or not candidates:
+        return None
+    pool, _ = _apply_attributes(phrase, list(range(len(candidates))), candidates)
+    return pool[0] if len(pool) == 1 else None
+
+
 def _not_found(message: str, candidates: Sequence[CandidateLike]) -> ObjectNotFoundError:
     seen = "; ".join(describe(c) for c in candidates) or "nothing"
     return ObjectNotFoundError(f"{message}. Objects seen: {seen}")

@@ -518,10 +518,12 @@ def register(observed: ObservedCluster, library: ObjectLibrary, object_id: str,
                p.view_tolerance, p.residual_weight)
     resting_key = (object_id, *scoring, p.yaw_steps, p.keep_guesses, p.screen_distance,
                    p.coarse_distance, p.coarse_iterations)
-    if resting_key not in observed.resting:
+    resting = observed.resting.get(resting_key)
+    if resting is None:
         guesses = _screen(observed, model, _resting_guesses(observed, model, p.yaw_steps), p)
-        observed.resting[resting_key] = [coarse_icp(invert(guess)) for guess in guesses]
-    hypotheses = list(observed.resting[resting_key])
+        resting = [coarse_icp(invert(guess)) for guess in guesses]
+        observed.resting[resting_key] = resting
+    hypotheses = list(resting)
     if p.use_features and not plausible(hypotheses):
         hypotheses.append(coarse_icp(_feature_guess(observed, model, p)))
     if p.flips and plausible(hypotheses):  # a model that fits nowhere needs no flips
