@@ -239,3 +239,19 @@ def test_benchmark_is_registered_and_runs() -> None:
     result = run(quick=True)
     assert result["violations"] == 0 and result["points"] == 120 and result["dof"] == 7
     assert result["retime_ms"] > 0 and result["baseline_naive_difference_check_ms"] > 0
+
+
+def test_ik_path_of_a_wrist_trajectory_is_planned_within_limits(arm: Limits) -> None:
+    from unihm_core.arm import ArmIK, arm_model
+
+    model = arm_model("franka_panda")
+    ik = ArmIK(model, hand="xhand_right")
+    t = np.linspace(0.0, 3.0, 90)
+    wave = np.sin(2 * np.pi * 0.3 * t)[:, None] * np.array([1, 0.5, -0.5, 0.4, 0.8, -0.6, 1])
+    poses = np.stack([model.wrist_pose(q, hand="xhand_right")
+                      for q in model.ready_posture + 0.3 * wave])
+    result = ik.solve_trajectory(poses)
+    assert result.all_reached
+    plan = plan_execution(model.ready_posture, result.q, arm, t)
+    assert plan.validate(arm.scaled(DEFAULT_SCALE), model.ready_posture) == []
+    np.testing.assert_array_equal(plan.positions[-1], result.q[-1])

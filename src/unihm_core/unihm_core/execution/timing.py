@@ -73,7 +73,8 @@ class TimedTrajectory:
     """Points of a timed joint trajectory, arrays (N, dof) in the order of ``names``.
 
     ``slowdown`` is the factor real time was stretched by from the nominal time (with ramps);
-    above 1 the limits, not the plan, set the pace.
+    above 1 the limits, not the plan, set the pace. Without nominal times the nominal time is
+    the point index, so it is then the time per point at nominal speed, in seconds.
     """
 
     names: tuple[str, ...]
