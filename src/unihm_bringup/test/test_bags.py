@@ -150,6 +150,13 @@ def _target(request_id: str, end_x: float) -> TargetTrajectory:
     return msg
 
 
+@pytest.mark.parametrize("module", ["goal_record", "types", "outcomes"])
+def test_bag_libraries_import_without_ros(module: str) -> None:
+    from unihm_core.testing import assert_imports_without_ros
+
+    assert_imports_without_ros(f"unihm_bringup.bags.{module}")
+
+
 # ------------------------------------------------------------------------------- goal records
 def test_goal_record_round_trip() -> None:
     text = goal_record_message(request_id="r-1", instruction="lift the mustard bottle",
