@@ -388,12 +388,14 @@ class Executive(Node):
                 trajectory=traj))))
         handles = []
         for label, future in sent:
-            goal_handle = self._wait(future, 5.0)
+            goal_handle = self._wait(future, self.p["driver_wait_s"])
             if goal_handle is None or not goal_handle.accepted:
                 for other in handles:
                     other.cancel_goal_async()
-                raise StageError(Result.EXECUTION_FAILED, stage,
-                                   f"{label} driver rejected the trajectory")
+                why = ("did not answer the goal request within "
+                       f"{self.p['driver_wait_s']:g} s" if goal_handle is None
+                       else "rejected the trajectory")
+                raise StageError(Result.EXECUTION_FAILED, stage, f"{label} driver {why}")
             handles.append(goal_handle)
         results = [h.get_result_async() for h in handles]
         deadline = time.monotonic() + duration + self.p["execute_margin_s"]

@@ -26,9 +26,10 @@ class NodeSpec:
     name: str
     package: str
     executable: str
-    factory: str  # "module:callable" taking parameter_overrides=[rclpy Parameter]
+    factory: str  # "module:callable" (name, parameters) -> Node, see node_factories
     parameters: dict[str, Any] = field(default_factory=dict)
     remappings: tuple[tuple[str, str], ...] = ()
+    arguments: tuple[str, ...] = ()  # command-line arguments of the executable
 
 
 def config_dir() -> Path:
@@ -72,44 +73,53 @@ def load_parameters(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+_FACTORIES = "unihm_bringup.node_factories:"
+
+
 def _driver(name: str, params: dict[str, Any]) -> NodeSpec:
-    return NodeSpec(name, "unihm_bringup", "unihm_sim_driver",
-                    "unihm_bringup.drivers.sim_driver:make_node", params)
+    return NodeSpec(name, "unihm_bringup", "unihm_sim_driver", _FACTORIES + "sim_driver",
+                    params)
 
 
-def _pipeline(params: dict[str, dict[str, Any]]) -> list[NodeSpec]:
+def _pipeline(params: dict[str, dict[str, Any]], remappings: tuple[tuple[str, str], ...]
+              ) -> list[NodeSpec]:
     return [
         NodeSpec("unihm_perception", "unihm_perception", "unihm_perception_node",
-                 "unihm_perception.node:PerceptionNode", params.get("unihm_perception", {})),
+                 _FACTORIES + "perception", params.get("unihm_perception", {}), remappings),
         NodeSpec("unihm_generator", "unihm_generator", "unihm_generator_node",
-                 "unihm_generator.node:GeneratorNode", params.get("unihm_generator", {})),
+                 _FACTORIES + "generator", params.get("unihm_generator", {})),
         NodeSpec("unihm_refiner", "unihm_refiner", "unihm_refiner_node",
-                 "unihm_refiner.node:RefinerNode", params.get("unihm_refiner", {})),
+                 _FACTORIES + "refiner", params.get("unihm_refiner", {})),
         NodeSpec("unihm_executive", "unihm_bringup", "unihm_executive",
-                 "unihm_bringup.executive:Executive", params.get("unihm_executive", {})),
+                 _FACTORIES + "executive", params.get("unihm_executive", {})),
     ]
 
 
 def node_graph(mode: str, parameters_file: str | os.PathLike[str] | None = None,
-               overrides: dict[str, dict[str, Any]] | None = None) -> list[NodeSpec]:
+               overrides: dict[str, dict[str, Any]] | None = None,
+               remappings: dict[str, str] | None = None) -> list[NodeSpec]:
     """The nodes of ``mode`` with their parameters: the mode's YAML file (or the given one),
-    then ``overrides`` per node name on top."""
+    then ``overrides`` per node name on top. ``remappings`` (topic -> topic) apply to the
+    perception node's camera subscriptions."""
     if mode not in MODES:
         raise GraphConfigError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     file = Path(parameters_file) if parameters_file else config_dir() / f"{_CONFIG[mode]}"
     params = load_parameters(file)
     for node, values in (overrides or {}).items():
         params.setdefault(node, {}).update(values)
-    nodes = _pipeline(params)
+    nodes = _pipeline(params, tuple(sorted(remappings.items())) if remappings else ())
     if mode in ("sim", "replay"):
         nodes += [_driver("unihm_sim_arm", params.get("unihm_sim_arm", {})),
-                  _driver("unihm_sim_hand", params.get("unihm_sim_hand", {})),
-                  NodeSpec("unihm_camera", "unihm_bringup", "unihm_bag_player",
-                           "unihm_bringup.bags.player:make_node",
-                           params.get("unihm_camera", {}))]
+                  _driver("unihm_sim_hand", params.get("unihm_sim_hand", {}))]
+        camera = params.get("unihm_camera", {})
+        nodes.append(NodeSpec(
+            "unihm_camera", "unihm_core", "unihm", _FACTORIES + "camera_player", camera,
+            arguments=("play", str(camera.get("bag", "")), "--mode",
+                       str(camera.get("mode", "hold")), "--rate",
+                       str(camera.get("rate_hz", 10.0)))))
     else:
         nodes.append(NodeSpec("unihm_xhand_adapter", "unihm_bringup", "unihm_xhand_adapter",
-                              "unihm_bringup.drivers.xhand_adapter:make_node",
+                              _FACTORIES + "xhand_adapter",
                               params.get("unihm_xhand_adapter", {})))
     return nodes
 
@@ -117,6 +127,7 @@ def node_graph(mode: str, parameters_file: str | os.PathLike[str] | None = None,
 _CONFIG = {"sim": "sim.yaml", "real": "real_franka_xhand.yaml", "replay": "sim.yaml"}
 
 
-def factory(spec: NodeSpec) -> Any:
+def build_node(spec: NodeSpec) -> Any:
+    """The rclpy node of ``spec`` (rclpy must be initialised)."""
     module, _, attr = spec.factory.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return getattr(importlib.import_module(module), attr)(spec.name, spec.parameters)

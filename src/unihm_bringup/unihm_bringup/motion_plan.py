@@ -166,7 +166,6 @@ class MotionPlanner:
              arm_current: ArrayLike, hand_current: ArrayLike) -> MotionPlan:
         from unihm_core.execution.timing import TimingError, plan_execution
         from unihm_core.execution.validation import Limits, TrajectoryValidationError
-
         from unihm_core.se3 import rotation_angle
 
         t = np.asarray(times, dtype=np.float64)

@@ -39,13 +39,14 @@ def camera_pose_from_bag(bag: Path) -> list[float] | None:
 
     from unihm_core.se3 import xyz_quat_from_pose
     from unihm_perception.bag_io import read_ground_truth
+    from unihm_perception.cli import CAMERA_POSE_KEY
 
     try:
         records = read_ground_truth(bag)
     except (OSError, ValueError):
         return None
     for record in records:
-        pose = record.get("camera_pose")
+        pose = record.get(CAMERA_POSE_KEY)
         if pose is not None:
             xyz, quat = xyz_quat_from_pose(np.asarray(pose, dtype=np.float64))
             return [float(v) for v in (*xyz, *quat)]
@@ -88,14 +89,11 @@ def build_graph(mode: str, *, params_file: str | None = None, bag: str | None = 
 
 
 def run_graph(specs: list[Any], args: list[str] | None = None) -> int:
-    from rclpy.parameter import Parameter
-
-    from unihm_bringup.graph import factory
+    from unihm_bringup.graph import build_node
     from unihm_core.ros.runtime import spin_nodes
 
     def make(spec: Any) -> Any:
-        params = [Parameter(k, value=v) for k, v in spec.parameters.items()]
-        return lambda: factory(spec)(parameter_overrides=params)
+        return lambda: build_node(spec)
 
     def ready(nodes: list[Any]) -> None:
         print("ready " + json.dumps([n.get_name() for n in nodes]), flush=True)

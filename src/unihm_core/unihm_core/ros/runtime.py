@@ -38,13 +38,14 @@ NodeFactory = Callable[[], Node]
 
 
 def spin_nodes(factories: Sequence[NodeFactory], *, args: list[str] | None = None,
-               threads: int | None = None, ready: Callable[[list[Node]], None] | None = None
+               threads: int = 8, ready: Callable[[list[Node]], None] | None = None
                ) -> int:
     """Create the nodes, spin them together on one multithreaded executor, stop cleanly.
 
     SIGINT and SIGTERM end the spin and destroy every node (each node's ``destroy_node``
     closes what it holds, a recorder its bag), so nothing is lost and no traceback is printed.
-    Returns the process exit code.
+    Returns the process exit code. ``threads`` is not a CPU count: action servers block a
+    thread for a whole goal, so several nodes in one process need more threads than cores.
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
