@@ -327,10 +327,9 @@ class Perception:
         table = getattr(self.segmenter, "table", None)
         if table is None or len(table.inliers) == 0:
             return Workspace()
-        top = points[table.inliers]
-        lo, hi = top.min(axis=0), top.max(axis=0)
-        return Workspace(float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1]),
-                         float(np.median(top[:, 2])))
+        x, y = points[table.inliers, 0], points[table.inliers, 1]
+        return Workspace(float(x.min()), float(x.max()), float(y.min()), float(y.max()),
+                         float(np.median(points[table.inliers, 2])))
 
     # ---------------------------------------------------------------------------- perceive
     def perceive(self, color: ArrayLike | None, depth_m: ArrayLike,
