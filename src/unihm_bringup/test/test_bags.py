@@ -33,7 +33,6 @@ from rclpy.qos import (  # noqa: E402
     DurabilityPolicy,
     QoSProfile,
     ReliabilityPolicy,
-    qos_profile_sensor_data,
 )
 from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
 from rosbags.rosbag2 import Reader  # noqa: E402
@@ -425,15 +424,20 @@ def test_recorder_bag_is_complete_after_a_signal(tmp_path: Path, frame: scene.Re
         pubs = {t: node.create_publisher(cls, t, qos) for t, (cls, qos, _) in sent.items()}
         assert _spin_until([node], lambda: all(p.get_subscription_count() for p in
                                                pubs.values()), DISCOVERY_TIMEOUT_S)
+        camera = (bag_io.COLOR_TOPIC, bag_io.DEPTH_TOPIC, bag_io.CAMERA_INFO_TOPIC)
         for topic, (_, _, msgs) in sent.items():
             for msg in msgs:
                 pubs[topic].publish(msg)
         for pub in pubs.values():  # reliable readers have every sample queued
             assert pub.wait_for_all_acked(rclpy.duration.Duration(seconds=10))
-        camera = (bag_io.COLOR_TOPIC, bag_io.DEPTH_TOPIC, bag_io.CAMERA_INFO_TOPIC)
-        # Best-effort camera samples are not acknowledged: wait until the recorder counted them.
-        assert lines.wait_for(lambda d: all(d.get("recorded", {}).get(t) for t in camera),
-                              10.0), lines.text
+        # Best-effort camera samples are neither acknowledged nor kept for a reader that has
+        # not discovered the writer yet: send them again until the recorder counted them.
+        deadline = time.monotonic() + 20.0
+        while not lines.wait_for(lambda d: all(d.get("recorded", {}).get(t) for t in camera),
+                                 0.5):
+            assert time.monotonic() < deadline, lines.text
+            for topic in camera:
+                pubs[topic].publish(sent[topic][2][0])
         proc.send_signal(stop_signal)
         proc.wait(timeout=20)
         node.destroy_node()
@@ -446,8 +450,12 @@ def test_recorder_bag_is_complete_after_a_signal(tmp_path: Path, frame: scene.Re
     assert closed is not None, lines.text
     recorded = _read_bag(out)
     for topic, (cls, _, msgs) in sent.items():
-        assert [deserialize_message(raw, cls) for raw in recorded.get(topic, [])] == msgs, topic
-    assert closed["recorded"] == {t: len(m) for t, (_, _, m) in sent.items()}
+        got = [deserialize_message(raw, cls) for raw in recorded.get(topic, [])]
+        if topic in camera:  # sent once or more
+            assert got and all(m == msgs[0] for m in got), topic
+        else:
+            assert got == msgs, topic
+    assert closed["recorded"] == {t: len(recorded[t]) for t in sent}
     assert "/unihm/manipulate/_action/feedback" in _connections(out)
 
 
@@ -463,10 +471,11 @@ def test_player_publishes_bag_frames(camera_bag: Path, context: Context) -> None
     assert len(frames) == 2
     received: dict[str, list[Any]] = {"color": [], "depth": [], "camera_info": []}
     sub = Node("bag_test_subscriber", context=context)
+    # a reliable reader: both frames arrive even if it matches the player a little later
     for stream, topic, cls in (("color", bag_io.COLOR_TOPIC, Image),
                                ("depth", bag_io.DEPTH_TOPIC, Image),
                                ("camera_info", bag_io.CAMERA_INFO_TOPIC, CameraInfo)):
-        sub.create_subscription(cls, topic, received[stream].append, qos_profile_sensor_data)
+        sub.create_subscription(cls, topic, received[stream].append, VOLATILE)
     player = CameraPlayer(frames, mode="once", wait_for_subscribers=True, context=context)
     assert _spin_until([sub, player], lambda: all(len(v) == 2 for v in received.values()),
                        DISCOVERY_TIMEOUT_S), {k: len(v) for k, v in received.items()}
@@ -536,4 +545,6 @@ def test_replay_compares_with_the_recorded_goal(tmp_path: Path, camera_bag: Path
     assert c["stage_s"]["perceiving"]["recorded"] == 0.2
     recorded = _read_bag(tmp_path / "out")
     assert recorded.get(bag_io.DEPTH_TOPIC), "the replayed camera stream was not recorded"
-    assert len(recorded.get("/unihm/manipulate/_action/feedback", [])) == 5
+    # the peer waits for one feedback reader (the replay's client), not for the recorder's
+    assert 1 <= len(recorded.get("/unihm/manipulate/_action/feedback", [])) <= 5
+    assert recorded.get("/unihm/manipulate/_action/status")
