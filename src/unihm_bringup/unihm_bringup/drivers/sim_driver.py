@@ -42,6 +42,8 @@ class SimDriver(TrajectoryServerNode):
     def __init__(self, node_name: str = DEFAULT_NODE_NAME, **node_kwargs: Any) -> None:
         super().__init__(node_name, rate_parameter="state_rate_hz", default_goal_tolerance=0.01,
                          default_goal_time=0.5, **node_kwargs)
+
+    def _configure(self) -> None:
         joints = self._optional_param("joints", Parameter.Type.STRING_ARRAY)
         initial = self._optional_param("initial_positions", Parameter.Type.DOUBLE_ARRAY)
         self.declare_parameter("arm", "franka_panda")

@@ -124,8 +124,17 @@ class TrajectoryServerNode(Node):
         self.declare_parameter("goal_tolerance", [float(default_goal_tolerance)])
         self.declare_parameter("stopped_velocity_tolerance", [0.0])
         self.declare_parameter("allow_partial_joints_goal", False)
-        self.rate_hz = self._float_param(rate_parameter, low=1.0, high=2000.0)
         self._state_wait_s = 0.0  # how long a goal may wait for the first joint state
+        try:
+            self.rate_hz = self._float_param(rate_parameter, low=1.0, high=2000.0)
+            self._configure()
+        except Exception:
+            super().destroy_node()  # a node that failed to start must not linger in the graph
+            raise
+
+    def _configure(self) -> None:
+        """Declare the subclass's parameters, set up its I/O, then call _start_server."""
+        raise NotImplementedError
 
     # -- parameters -------------------------------------------------------------------------
 
@@ -203,7 +212,8 @@ class TrajectoryServerNode(Node):
         return self.resolve_topic_name(name)
 
     def destroy_node(self) -> None:
-        """Stop running goal loops before the publishers they use go away."""
+        """End running goals and let in-flight callbacks return before the entities they use go
+        away (the executor does not wait for them, and would report the failure)."""
         self._stopping.set()
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:
@@ -211,6 +221,7 @@ class TrajectoryServerNode(Node):
                 if self._loops == 0:
                     break
             time.sleep(0.01)
+        time.sleep(0.05)
         super().destroy_node()
 
     # -- goal handling ------------------------------------------------------------------------
@@ -283,17 +294,18 @@ class TrajectoryServerNode(Node):
             self._owner = token
             self._loops += 1
         try:
-            outcome, canceled = self._run(handle, token, trajectory, tolerances, start)
-        except Exception as exc:  # noqa: BLE001 - a bug here must end the goal, not the node
-            self.get_logger().error(f"goal loop failed: {exc!r}")
-            with self._lock:
-                if self._owner is token:
-                    self._owner = None
-            outcome, canceled = Outcome(ErrorCode.INVALID_GOAL, f"driver error: {exc}"), False
+            try:
+                outcome, canceled = self._run(handle, token, trajectory, tolerances, start)
+            except Exception as exc:  # noqa: BLE001 - a bug here must end the goal, not the node
+                self.get_logger().error(f"goal loop failed: {exc!r}")
+                with self._lock:
+                    if self._owner is token:
+                        self._owner = None
+                outcome, canceled = Outcome(ErrorCode.INVALID_GOAL, f"driver error: {exc}"), False
+            return self._finish(handle, outcome, canceled=canceled)
         finally:
             with self._lock:
                 self._loops -= 1
-        return self._finish(handle, outcome, canceled=canceled)
 
     def _run(self, handle: ServerGoalHandle, token: object, trajectory: CheckedTrajectory,
              tolerances: Tolerances, start: Time | None) -> tuple[Outcome, bool]:
@@ -427,8 +439,10 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        executor.shutdown(timeout_sec=2.0)
+        # The node first: its destroy_node lets in-flight callbacks return. rclpy's
+        # executor.shutdown does not wait for them, and destroys the guard they still signal.
         if node is not None:
             node.destroy_node()
+        executor.shutdown(timeout_sec=2.0)
         rclpy.try_shutdown()
     return code
