@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ import pytest
 from unihm_perception.evaluation import evaluate, pose_error, symmetries
 from unihm_perception.grounding import ObjectNotFoundError
 from unihm_perception.instructions import InstructionError
-from unihm_perception.pipeline import Perception
+from unihm_perception.pipeline import FrameRegistrations, Perception
 from unihm_perception.scene import RenderedFrame, random_scene, render
 from unihm_perception.segmentation import TableNotFoundError
 
@@ -131,3 +132,55 @@ def test_bench_cli_quick() -> None:
     assert result["benchmark"] == "perception"
     assert result["speedup"] > 0
     assert result["chosen"] == result["target"]
+
+
+class _Counting(Perception):
+    """Counts the frame's (cluster, model) registrations, quick and full."""
+
+    def _registrations(self, clusters, view):  # type: ignore[no-untyped-def]
+        self.regs: FrameRegistrations = super()._registrations(clusters, view)
+        return self.regs
+
+
+def _exhaustive(perception: Perception) -> _Counting:
+    """The pipeline without its shortcuts: the identity check on every named cluster and
+    every model on every cluster for a phrase without a noun."""
+    slow = _Counting(perception.library, embedder=perception.embedder)
+    slow.params = replace(slow.params, confident_score=float("inf"), attributes_first=False)
+    return slow
+
+
+def _registrations(p: _Counting) -> int:
+    return len(p.regs._quick) + len(p.regs._matches)
+
+
+@pytest.mark.parametrize("text", ["put the {0} next to the {1}", "lift the yellow one on the left",
+                                  "move the yellow one on the right to the left of the {2}"])
+def test_shortcuts_give_the_exhaustive_answer(perception: Perception, text: str) -> None:
+    """Skipping the identity check of a confident match, and choosing an object named by
+    attributes before registering, leave the answer (object, cluster, pose) unchanged and
+    register less."""
+    scene = render(random_scene(["004_sugar_box", "006_mustard_bottle", "025_mug",
+                                 "005_tomato_soup_can"], seed=1))
+    text = text.format(*scene.labels)
+    fast = _Counting(perception.library, embedder=perception.embedder)
+    slow = _exhaustive(perception)
+    a, b = _perceive(fast, scene, text), _perceive(slow, scene, text)
+    assert a.selection.index == b.selection.index
+    assert a.object_id == b.object_id is not None
+    np.testing.assert_allclose(a.pose, b.pose, atol=1e-9)
+    if a.destination is not None:
+        assert a.destination.reference is not None and b.destination.reference is not None
+        assert a.destination.reference.index == b.destination.reference.index
+    assert _registrations(fast) < _registrations(slow)
+
+
+def test_tie_by_attributes_registers_everything(perception: Perception) -> None:
+    """"The red one" with two red objects: labels break the tie, so every cluster is
+    identified first, as without the shortcut."""
+    scene = render(random_scene(["025_mug", "005_tomato_soup_can", "051_large_clamp"], seed=2))
+    fast = _Counting(perception.library, embedder=perception.embedder)
+    result = _perceive(fast, scene, "hand me the red one")
+    slow = _exhaustive(perception)
+    assert result.object_id == _perceive(slow, scene, "hand me the red one").object_id
+    assert _registrations(fast) == _registrations(slow)

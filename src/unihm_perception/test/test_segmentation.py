@@ -18,6 +18,7 @@ from unihm_perception.segmentation import (
     TableNotFoundError,
     cluster_objects,
     find_table,
+    voxel_means,
 )
 
 CAMERA = np.array([-0.6, 0.0, 0.6])
@@ -119,3 +120,24 @@ def test_bad_input(bad: NDArray[np.float64]) -> None:
         find_table(bad)
     with pytest.raises(ValueError):
         DbscanSegmenter().segment(bad)
+
+
+@pytest.mark.parametrize("voxel", [0.2, 0.01])  # a table over the cells; too many cells for one
+def test_voxel_means_match_a_per_voxel_reference(voxel: float) -> None:
+    rng = np.random.default_rng(4)
+    points = rng.normal(size=(3000, 3))
+    points[:10] = points[10:20]  # shared voxels
+    means, voxel_of = voxel_means(points, voxel)
+    keys = np.floor(points / voxel).astype(np.int64)
+    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    assert means.shape == (len(unique), 3)
+    for k in range(len(unique)):
+        mine = voxel_of[inverse == k]
+        assert np.unique(mine).size == 1
+        np.testing.assert_allclose(means[mine[0]], points[inverse == k].mean(axis=0),
+                                   atol=1e-12)
+    # voxels come in ascending order of their (x, y, z) grid key
+    first = [np.flatnonzero(voxel_of == v)[0] for v in range(len(means))]
+    order = keys[first]
+    assert all(tuple(a) < tuple(b) for a, b in zip(order[:-1], order[1:], strict=True))
