@@ -23,7 +23,7 @@ rclpy = pytest.importorskip("rclpy")
 from action_msgs.msg import GoalStatus  # noqa: E402
 from rclpy.action import ActionClient  # noqa: E402
 from rclpy.context import Context  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from trajectory_msgs.msg import JointTrajectoryPoint  # noqa: E402
@@ -56,12 +56,13 @@ def wait_for(done: Callable[[], Any], timeout_s: float) -> bool:
 class Harness:
     """A driver and a client node in one context, spun by a background executor."""
 
-    def __init__(self, make: Callable[[Context], Node]) -> None:
+    def __init__(self, make: Callable[[Context], Node], threads: int = 2) -> None:
         self.context = Context()
         rclpy.init(context=self.context)
         self.driver = make(self.context)
         self.node = Node("driver_test_client", context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        self.executor = (SingleThreadedExecutor(context=self.context) if threads == 1 else
+                         MultiThreadedExecutor(num_threads=threads, context=self.context))
         self.executor.add_node(self.driver)
         self.executor.add_node(self.node)
         self._stop = threading.Event()
@@ -115,8 +116,8 @@ class Harness:
 def harness_factory() -> Iterator[Callable[..., Harness]]:
     made: list[Harness] = []
 
-    def factory(make: Callable[[Context], Node]) -> Harness:
-        made.append(Harness(make))
+    def factory(make: Callable[[Context], Node], threads: int = 2) -> Harness:
+        made.append(Harness(make, threads))
         return made[-1]
 
     yield factory
@@ -124,10 +125,10 @@ def harness_factory() -> Iterator[Callable[..., Harness]]:
         h.close()
 
 
-def sim(harness_factory, **params: Any) -> Harness:
+def sim(harness_factory, threads: int = 2, **params: Any) -> Harness:
     params.setdefault("state_rate_hz", 50)
     params.setdefault("initial_positions", [0.0])
-    return harness_factory(lambda ctx: sim_driver.make_node(params, context=ctx))
+    return harness_factory(lambda ctx: sim_driver.make_node(params, context=ctx), threads)
 
 
 def goal(joints: list[str], points: list[tuple[float, list[float]]],
@@ -189,7 +190,7 @@ def test_cancel_stops_and_holds(harness_factory) -> None:
 
 
 def test_new_goal_preempts_running_goal_smoothly(harness_factory) -> None:
-    h = sim(harness_factory)
+    h = sim(harness_factory, threads=1)  # running goals hold no executor thread
     h.record_joint_states()
     client = h.client(ARM_ACTION)
     first = h.send(client, goal(PANDA, [(2.0, [1.0] * 7)]))

@@ -145,7 +145,7 @@ def make_node(parameter_overrides_: Mapping[str, Any] | None = None, *,
               node_name: str = DEFAULT_NODE_NAME, **node_kwargs: Any) -> SimDriver:
     """A SimDriver with the given parameters, for in-process runners and tests.
 
-    Spin it on a MultiThreadedExecutor with at least 3 threads (see trajectory_server).
+    Any executor can spin it: a running goal holds no executor thread (see trajectory_server).
     """
     return SimDriver(node_name, parameter_overrides=parameter_overrides(
         parameter_overrides_, SimDriver.FLOAT_PARAMETERS), **node_kwargs)

@@ -10,10 +10,10 @@ Invalid goals are accepted and then aborted at once with the error code and a re
 error_string: a ROS 2 rejection carries no reason, and the caller deserves one. Such a goal does
 not disturb the goal that is running.
 
-Threading: each goal's execute callback runs that goal's control loop (it blocks an executor
-thread while the goal is active); an idle timer serves the joints between goals. Spin the node
-on a MultiThreadedExecutor with at least 3 threads (``run_node`` uses 4) so that cancel
-requests, new goals and state subscriptions are served while a goal runs.
+Threading: one timer at the control rate drives the joints, for the running goal and between
+goals; a goal's execute callback is a coroutine that only awaits the goal's end, so it holds no
+executor thread. The node therefore works on any executor, even a single-threaded one; with a
+MultiThreadedExecutor the state subscriptions and cancel requests are served in parallel.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
+from rclpy.task import Future
 from rclpy.time import Time
 from trajectory_msgs.msg import JointTrajectoryPoint
 
@@ -101,6 +102,22 @@ def _duration_msg(seconds: float) -> DurationMsg:
     return DurationMsg(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
+class _Goal:
+    """A goal being executed: what it asked for and how far it got."""
+
+    def __init__(self, handle: ServerGoalHandle, trajectory: CheckedTrajectory,
+                 tolerances: Tolerances, start: Time | None) -> None:
+        self.handle = handle
+        self.trajectory = trajectory
+        self.tolerances = tolerances
+        self.start = start  # header.stamp, when the goal set one
+        self.accepted_at = time.monotonic()
+        self.monitor: TrajectoryMonitor | None = None  # set once the joint state is known
+        self.start_time: Time | None = None
+        self.began_at = 0.0
+        self.done: Future = Future()  # (Outcome, canceled) once the goal has ended
+
+
 class TrajectoryServerNode(Node):
     """FollowJointTrajectory server; subclasses implement the joint I/O hooks below."""
 
@@ -112,8 +129,7 @@ class TrajectoryServerNode(Node):
                  **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
         self._lock = threading.Lock()
-        self._owner: object | None = None  # token of the goal whose loop drives the joints
-        self._loops = 0  # control loops running (destroy_node waits for them)
+        self._active: _Goal | None = None  # the goal that drives the joints
         self._stopping = threading.Event()
         self._commanded: State | None = None  # last commanded positions and velocities
         self.joints: list[str] = []
@@ -212,15 +228,12 @@ class TrajectoryServerNode(Node):
         return self.resolve_topic_name(name)
 
     def destroy_node(self) -> None:
-        """End running goals and let in-flight callbacks return before the entities they use go
-        away (the executor does not wait for them, and would report the failure)."""
+        """End the running goal and let in-flight callbacks return before the entities they use
+        go away (the executor does not wait for them, and would report the failure)."""
         self._stopping.set()
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
-            with self._lock:
-                if self._loops == 0:
-                    break
-            time.sleep(0.01)
+        with self._lock:
+            if self._active is not None:
+                self._end(self._active, Outcome(ErrorCode.INVALID_GOAL, SHUTDOWN))
         time.sleep(0.05)
         super().destroy_node()
 
@@ -282,75 +295,69 @@ class TrajectoryServerNode(Node):
         self._command(p, zeros, zeros)
         self._commanded = (p.copy(), zeros)
 
-    def _execute(self, handle: ServerGoalHandle) -> FollowJointTrajectory.Result:
+    async def _execute(self, handle: ServerGoalHandle) -> FollowJointTrajectory.Result:
         try:
             trajectory, tolerances, start = self._check_goal(handle.request)
         except TrajectoryError as exc:
             return self._finish(handle, Outcome(exc.code, str(exc)))
-        token = object()
+        goal = _Goal(handle, trajectory, tolerances, start)
         with self._lock:
-            if self._owner is not None:
-                self.get_logger().info("new goal preempts the running one")
-            self._owner = token
-            self._loops += 1
-        try:
-            try:
-                outcome, canceled = self._run(handle, token, trajectory, tolerances, start)
-            except Exception as exc:  # noqa: BLE001 - a bug here must end the goal, not the node
-                self.get_logger().error(f"goal loop failed: {exc!r}")
-                with self._lock:
-                    if self._owner is token:
-                        self._owner = None
-                outcome, canceled = Outcome(ErrorCode.INVALID_GOAL, f"driver error: {exc}"), False
-            return self._finish(handle, outcome, canceled=canceled)
-        finally:
-            with self._lock:
-                self._loops -= 1
-
-    def _run(self, handle: ServerGoalHandle, token: object, trajectory: CheckedTrajectory,
-             tolerances: Tolerances, start: Time | None) -> tuple[Outcome, bool]:
-        """The control loop of one goal: (outcome, whether it ends CANCELED)."""
-        period = 1.0 / self.rate_hz
-        accepted_at = time.monotonic()
-        began_at = 0.0
-        monitor: TrajectoryMonitor | None = None
-        start_time: Time | None = None
-        next_tick = time.monotonic()
-        while True:
-            with self._lock:
-                if self._owner is not token:
-                    return Outcome(ErrorCode.INVALID_GOAL, PREEMPTED), True
-                if self._stopping.is_set() or not self.context.ok():
-                    self._owner = None
-                    return Outcome(ErrorCode.INVALID_GOAL, SHUTDOWN), False
-                state = self._read_state()
-                if handle.is_cancel_requested:
-                    self._hold(state)
-                    self._owner = None
-                    return Outcome(ErrorCode.SUCCESSFUL, CANCELED), True
-                if monitor is None:
-                    if state is None:
-                        if time.monotonic() - accepted_at > self._state_wait_s:
-                            self._owner = None
-                            return Outcome(ErrorCode.PATH_TOLERANCE_VIOLATED,
-                                           self._state_unavailable_message()), False
-                    else:
-                        monitor, start_time = self._begin(trajectory, tolerances, state, start)
-                        began_at = time.monotonic()
-                if monitor is not None and start_time is not None:
-                    outcome = self._tick(handle, monitor, start_time, began_at)
-                    if outcome is not None:
-                        self._owner = None
-                        return outcome, False
-            next_tick += period
-            delay = next_tick - time.monotonic()
-            if delay <= 0.0:  # fell behind (loaded machine): do not try to catch up in a burst
-                next_tick = time.monotonic()
+            if self._stopping.is_set():
+                self._end(goal, Outcome(ErrorCode.INVALID_GOAL, SHUTDOWN))
             else:
-                self._stopping.wait(delay)
+                if self._active is not None:
+                    self.get_logger().info("new goal preempts the running one")
+                    self._end(self._active, Outcome(ErrorCode.INVALID_GOAL, PREEMPTED),
+                              canceled=True)
+                self._active = goal
+        outcome, canceled = await goal.done
+        return self._finish(handle, outcome, canceled=canceled)
 
-    def _tick(self, handle: ServerGoalHandle, monitor: TrajectoryMonitor, start_time: Time,
-              began_at: float) -> Outcome | None:
+    def _end(self, goal: _Goal, outcome: Outcome, canceled: bool = False) -> None:
+        """Mark a goal finished (its execute coroutine then reports it). Call with the lock."""
+        if self._active is goal:
+            self._active = None
+        if not goal.done.done():
+            goal.done.set_result((outcome, canceled))
+
+    def _on_timer(self) -> None:
+        with self._lock:
+            goal = self._active
+            if self._stopping.is_set():
+                return
+            if goal is None:
+                self._idle_tick()
+                return
+            try:
+                result = self._advance(goal)
+            except Exception as exc:  # noqa: BLE001 - a bug here must end the goal, not the node
+                self.get_logger().error(f"goal step failed: {exc!r}")
+                result = Outcome(ErrorCode.INVALID_GOAL, f"driver error: {exc}"), False
+            if result is not None:
+                self._end(goal, *result)
+
+    def _advance(self, goal: _Goal) -> tuple[Outcome, bool] | None:
+        """One control period of the running goal: None while it runs, else (outcome, whether
+        it ends CANCELED)."""
+        state = self._read_state()
+        if goal.handle.is_cancel_requested:
+            self._hold(state)
+            return Outcome(ErrorCode.SUCCESSFUL, CANCELED), True
+        if goal.monitor is None:
+            if state is None:
+                if time.monotonic() - goal.accepted_at > self._state_wait_s:
+                    return Outcome(ErrorCode.PATH_TOLERANCE_VIOLATED,
+                                   self._state_unavailable_message()), False
+                return None
+            goal.monitor, goal.start_time = self._begin(goal.trajectory, goal.tolerances, state,
+                                                        goal.start)
+            goal.began_at = time.monotonic()
+        outcome = self._tick(goal)
+        return None if outcome is None else (outcome, False)
+
+    def _tick(self, goal: _Goal) -> Outcome | None:
+        monitor, start_time = goal.monitor, goal.start_time
+        assert monitor is not None and start_time is not None
         now = self.get_clock().now()
         t = (now - start_time).nanoseconds * 1e-9
         p, v, a = monitor.desired(t)
@@ -360,12 +367,12 @@ class TrajectoryServerNode(Node):
         if state is None:
             self._hold(None)
             return Outcome(ErrorCode.PATH_TOLERANCE_VIOLATED, self._state_unavailable_message())
-        fault = self._fault(time.monotonic() - began_at)
+        fault = self._fault(time.monotonic() - goal.began_at)
         if fault is not None:
             self._hold(state)
             return Outcome(ErrorCode.PATH_TOLERANCE_VIOLATED, fault)
         outcome = monitor.check(t, state[0], state[1])
-        self._publish_feedback(handle, now, t, (p, v, a), state)
+        self._publish_feedback(goal.handle, now, t, (p, v, a), state)
         if outcome is not None and not outcome.success:
             self._hold(state)
         return outcome
@@ -407,14 +414,9 @@ class TrajectoryServerNode(Node):
         (log.info if outcome.success or canceled else log.warning)(message)
         return result
 
-    def _on_timer(self) -> None:
-        with self._lock:
-            if self._owner is None and not self._stopping.is_set():
-                self._idle_tick()
-
 
 def run_node(factory: Callable[[], Node], args: list[str] | None = None,
-             threads: int = 4) -> int:
+             threads: int = 2) -> int:
     """Process entry of a driver: spin until SIGINT/SIGTERM, then shut down without a traceback.
 
     A parameter the driver cannot start with is reported on stderr (exit code 2).
