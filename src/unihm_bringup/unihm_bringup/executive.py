@@ -44,6 +44,10 @@ NODE_NAME = "unihm_executive"
 Feedback = Manipulate.Feedback
 Result = Manipulate.Result
 DEFAULTS: dict[str, Any] = {
+    "action_name": "/unihm/manipulate",
+    "perceive_service": "/unihm/perceive",
+    "generate_service": "/unihm/generate",
+    "refine_service": "/unihm/refine",
     "default_hands": ["xhand_right"],
     "planning_frame": "world",
     "arm": "franka_panda",
@@ -108,8 +112,9 @@ class JointStateCache:
 
 
 class Executive(Node):
-    def __init__(self, *, parameter_overrides: list[Parameter] | None = None) -> None:
-        super().__init__(NODE_NAME, parameter_overrides=parameter_overrides or [])
+    def __init__(self, *, node_name: str = NODE_NAME,
+                 parameter_overrides: list[Parameter] | None = None) -> None:
+        super().__init__(node_name, parameter_overrides=parameter_overrides or [])
         for name, value in DEFAULTS.items():
             self.declare_parameter(name, value)
         from unihm_bringup.motion_plan import MotionPlanner, pose_from_param
@@ -123,9 +128,11 @@ class Executive(Node):
                                      start_tolerance=self.p["start_tolerance_rad"],
                                      smoothing_cutoff_hz=self.p["smoothing_cutoff_hz"])
         group = ReentrantCallbackGroup()
-        self.perceive = self.create_client(Perceive, "/unihm/perceive", callback_group=group)
-        self.generate = self.create_client(Generate, "/unihm/generate", callback_group=group)
-        self.refine = self.create_client(Refine, "/unihm/refine", callback_group=group)
+        self.perceive = self.create_client(Perceive, self.p["perceive_service"],
+                                           callback_group=group)
+        self.generate = self.create_client(Generate, self.p["generate_service"],
+                                           callback_group=group)
+        self.refine = self.create_client(Refine, self.p["refine_service"], callback_group=group)
         self.arm_driver = ActionClient(self, FollowJointTrajectory, self.p["arm_action"],
                                        callback_group=group)
         self.hand_driver = ActionClient(self, FollowJointTrajectory, self.p["hand_action"],
@@ -136,12 +143,12 @@ class Executive(Node):
         self.records = self.create_publisher(String, "/unihm/goal_record", 10)
         self._busy: str | None = None
         self._busy_lock = threading.Lock()
-        self.server = ActionServer(self, Manipulate, "/unihm/manipulate",
+        self.server = ActionServer(self, Manipulate, self.p["action_name"],
                                    execute_callback=self._execute,
                                    goal_callback=self._on_goal,
                                    cancel_callback=lambda _: CancelResponse.ACCEPT,
-                                   callback_group=group)
-        self.get_logger().info(f"ready: /unihm/manipulate, arm {self.p['arm_action']}, hand "
+                                   callback_group=group, result_timeout=30)
+        self.get_logger().info(f"ready: {self.p['action_name']}, arm {self.p['arm_action']}, hand "
                                f"{self.p['hand_action']}, default hands "
                                f"{self.p['default_hands']}")
 

@@ -20,7 +20,8 @@ ACTION = "/unihm/manipulate"
 class ManipulateClient:
     """A small rclpy node with an action client; usable from scripts and tests."""
 
-    def __init__(self, node_name: str = "unihm_manipulate_client") -> None:
+    def __init__(self, node_name: str = "unihm_manipulate_client", action: str = ACTION
+                 ) -> None:
         from rclpy.action import ActionClient
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
@@ -28,7 +29,8 @@ class ManipulateClient:
         from unihm_msgs.action import Manipulate
 
         self.node = Node(node_name)
-        self.client = ActionClient(self.node, Manipulate, ACTION)
+        self.action = action
+        self.client = ActionClient(self.node, Manipulate, action)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -50,7 +52,7 @@ class ManipulateClient:
         from unihm_msgs.action import Manipulate
 
         if not self.client.wait_for_server(timeout_sec=server_wait):
-            raise TimeoutError(f"no Manipulate server at {ACTION} within {server_wait:g} s "
+            raise TimeoutError(f"no Manipulate server at {self.action} within {server_wait:g} s "
                                f"(is the graph running? `unihm run sim`)")
         goal = Manipulate.Goal(instruction=instruction, hands=list(hands or []),
                                execute=execute, request_id=request_id)

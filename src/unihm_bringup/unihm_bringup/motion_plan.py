@@ -85,7 +85,9 @@ class MotionPlanner:
 
     def __init__(self, arm: str = "franka_panda", *, planning_from_base: ArrayLike | None = None,
                  ik_backend: str = "pinocchio", limit_scale: float = 0.5,
-                 start_tolerance: float = 0.05, smoothing_cutoff_hz: float = 2.0) -> None:
+                 start_tolerance: float = 0.05, smoothing_cutoff_hz: float = 2.0,
+                 reach_position_tolerance: float = 0.005,
+                 reach_rotation_tolerance: float = 0.05) -> None:
         from unihm_core.arm.model import arm_model
         from unihm_core.execution.validation import Limits
 
@@ -110,6 +112,9 @@ class MotionPlanner:
         self.scale = float(limit_scale)
         self.start_tolerance = float(start_tolerance)
         self.cutoff_hz = float(smoothing_cutoff_hz)
+        # a wrist within millimetres of the generated pose is as good as the generator is
+        self.reach = {"reach_position_tolerance": float(reach_position_tolerance),
+                      "reach_rotation_tolerance": float(reach_rotation_tolerance)}
         self._iks: dict[str, object] = {}
 
     # -------------------------------------------------------------------------- lookups
@@ -141,15 +146,21 @@ class MotionPlanner:
         from unihm_core.arm.ik import ArmIK
 
         if hand not in self._iks:
-            self._iks[hand] = ArmIK(self.arm, hand=hand)
+            self._iks[hand] = ArmIK(self.arm, hand=hand, **self.reach)
         return self._iks[hand]
 
     # --------------------------------------------------------------------------- plan
     def arm_path(self, wrist_poses: ArrayLike, hand: str, arm_current: ArrayLike,
                  times: FloatArray) -> tuple[FloatArray, dict[str, float]]:
-        """Arm joints following the wrist poses (planning frame), warm-started from now."""
+        """Arm joints following the wrist poses (planning frame).
+
+        The IK starts from the ready posture, not from the current joints: the ready posture
+        sits mid-range on every joint, so the solution branch found from it leaves room to
+        follow the whole motion, and the same motion gives the same joints whatever the arm
+        did before (the approach segment then links the current joints to the first frame)."""
+        del arm_current
         poses = self.base_from_planning @ np.asarray(wrist_poses, dtype=np.float64)
-        ik = self._ik(hand).solve_trajectory(poses, q0=np.asarray(arm_current))
+        ik = self._ik(hand).solve_trajectory(poses, q0=self.arm_rest)
         if not ik.all_reached:
             bad = ik.unreached_frames
             i = int(bad[0])

@@ -20,25 +20,25 @@ def ros_parameters(values: Mapping[str, Any]) -> list[Parameter]:
 def perception(name: str, params: Mapping[str, Any]) -> Node:
     from unihm_perception.node import PerceptionNode
 
-    return PerceptionNode(parameter_overrides=ros_parameters(params))
+    return PerceptionNode(node_name=name, parameter_overrides=ros_parameters(params))
 
 
 def generator(name: str, params: Mapping[str, Any]) -> Node:
     from unihm_generator.node import GeneratorNode
 
-    return GeneratorNode(parameter_overrides=ros_parameters(params))
+    return GeneratorNode(node_name=name, parameter_overrides=ros_parameters(params))
 
 
 def refiner(name: str, params: Mapping[str, Any]) -> Node:
     from unihm_refiner.node import RefinerNode
 
-    return RefinerNode(parameter_overrides=ros_parameters(params))
+    return RefinerNode(node_name=name, parameter_overrides=ros_parameters(params))
 
 
 def executive(name: str, params: Mapping[str, Any]) -> Node:
     from unihm_bringup.executive import Executive
 
-    return Executive(parameter_overrides=ros_parameters(params))
+    return Executive(node_name=name, parameter_overrides=ros_parameters(params))
 
 
 def sim_driver(name: str, params: Mapping[str, Any]) -> Node:

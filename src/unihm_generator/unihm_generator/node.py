@@ -41,9 +41,10 @@ def unset_pose(pose: np.ndarray) -> bool:
 
 
 class GeneratorNode(Node):
-    def __init__(self, *, parameter_overrides: list[Parameter] | None = None,
+    def __init__(self, *, node_name: str = NODE_NAME,
+                 parameter_overrides: list[Parameter] | None = None,
                  generator: Any = None) -> None:
-        super().__init__(NODE_NAME, parameter_overrides=parameter_overrides or [])
+        super().__init__(node_name, parameter_overrides=parameter_overrides or [])
         for name, value in DEFAULTS.items():
             self.declare_parameter(name, value)
         import torch

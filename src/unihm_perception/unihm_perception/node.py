@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "max_frame_age_s": 2.0,
     "objects": [""],
     "warm_up": True,
+    "service": "/unihm/perceive",
 }
 
 
@@ -56,9 +57,10 @@ def camera_pose_matrix(values: list[float]) -> np.ndarray:
 
 
 class PerceptionNode(Node):
-    def __init__(self, *, parameter_overrides: list[Parameter] | None = None,
+    def __init__(self, *, node_name: str = NODE_NAME,
+                 parameter_overrides: list[Parameter] | None = None,
                  perception: Any = None) -> None:
-        super().__init__(NODE_NAME, parameter_overrides=parameter_overrides or [])
+        super().__init__(node_name, parameter_overrides=parameter_overrides or [])
         for name, value in DEFAULTS.items():
             self.declare_parameter(name, value)
         p = self.get_parameter
@@ -96,7 +98,7 @@ class PerceptionNode(Node):
                                                 PIPELINE_QOS)
         self.target_pub = self.create_publisher(TargetTrajectory, "/unihm/target_trajectory",
                                                 PIPELINE_QOS)
-        self.create_service(Perceive, "/unihm/perceive", self._on_perceive,
+        self.create_service(Perceive, p("service").value, self._on_perceive,
                             callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(f"ready: camera {self.topics}, planning frame "
                                f"{self.planning_frame!r}")

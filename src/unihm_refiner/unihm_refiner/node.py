@@ -38,8 +38,9 @@ REPORTED = ("penetration_mean_mm", "penetration_max_mm", "contact_ratio", "jitte
 
 
 class RefinerNode(Node):
-    def __init__(self, *, parameter_overrides: list[Parameter] | None = None) -> None:
-        super().__init__(NODE_NAME, parameter_overrides=parameter_overrides or [])
+    def __init__(self, *, node_name: str = NODE_NAME,
+                 parameter_overrides: list[Parameter] | None = None) -> None:
+        super().__init__(node_name, parameter_overrides=parameter_overrides or [])
         for name, value in DEFAULTS.items():
             self.declare_parameter(name, value)
         from unihm_refiner.config import load_refiner_config

@@ -70,9 +70,10 @@ def spin_nodes(factories: Sequence[NodeFactory], *, args: list[str] | None = Non
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        executor.shutdown(timeout_sec=2.0)
-        for node in reversed(nodes):
+        for node in reversed(nodes):  # before the executor: callbacks may still hold them
+            executor.remove_node(node)
             node.destroy_node()
+        executor.shutdown(timeout_sec=2.0)
         if rclpy.ok():
             rclpy.shutdown()
     return 0

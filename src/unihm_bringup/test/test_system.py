@@ -1,0 +1,305 @@
+"""The whole graph with real rclpy nodes: perception, generator, refiner, executive, simulated
+drivers and the camera player, built from the same description as `unihm run sim`.
+
+The nodes run in this test process on one multithreaded executor and talk over DDS (loopback,
+an isolated domain set by the unihm_core pytest plugin). Extra executives and perception nodes
+on their own action/service names give the failure cases (driver absent, driver aborting,
+camera missing or stale) without a second copy of the models.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+
+from unihm_bringup.graph import build_node  # noqa: E402
+from unihm_bringup.manipulate_cli import ManipulateClient  # noqa: E402
+from unihm_bringup.node_factories import ros_parameters  # noqa: E402
+from unihm_bringup.run_cli import build_graph, render_sim_bag  # noqa: E402
+from unihm_core.execution.validation import Limits, validate_joint_trajectory  # noqa: E402
+from unihm_core.ros.conversions import motion_from_joint_trajectory  # noqa: E402
+from unihm_core.ros.runtime import PIPELINE_QOS  # noqa: E402
+from unihm_msgs.action import Manipulate  # noqa: E402
+from unihm_msgs.msg import HandTrajectory  # noqa: E402
+from unihm_msgs.srv import Perceive  # noqa: E402
+
+pytestmark = pytest.mark.ros
+Result = Manipulate.Result
+INSTRUCTION = "pick up the mustard bottle"
+
+
+class Graph:
+    def __init__(self, workdir: Path) -> None:
+        from unihm_perception.node import PerceptionNode
+
+        rclpy.init()
+        bag = render_sim_bag(workdir / "scene")
+        specs = build_graph("sim", bag=str(bag))
+        self.nodes: list[Node] = [build_node(s) for s in specs]
+        by_name = {n.get_name(): n for n in self.nodes}
+        self.perception = by_name["unihm_perception"]
+        shared = self.perception.perception
+        extra_exec = {
+            "noarm": {"action_name": "/unihm/manipulate_noarm",
+                      "arm_action": "/nobody/follow_joint_trajectory", "driver_wait_s": 0.5,
+                      "hand_action": "/unihm_sim_hand/follow_joint_trajectory"},
+            "faulty": {"action_name": "/unihm/manipulate_faulty",
+                       "arm_action": "/unihm_faulty_arm/follow_joint_trajectory",
+                       "hand_action": "/unihm_sim_hand/follow_joint_trajectory"},
+        }
+        from unihm_bringup.drivers.sim_driver import make_node as make_driver
+        from unihm_bringup.executive import Executive
+
+        for key, params in extra_exec.items():
+            self.nodes.append(Executive(node_name=f"unihm_executive_{key}",
+                                        parameter_overrides=ros_parameters(params)))
+        self.nodes.append(make_driver({"arm": "franka_panda", "fail_after_s": 0.5,
+                                       "joint_states_topic": "/faulty/joint_states"},
+                                      node_name="unihm_faulty_arm"))
+        self.nodes.append(PerceptionNode(
+            node_name="unihm_perception_nocam", perception=shared,
+            parameter_overrides=ros_parameters({
+                "service": "/unihm/perceive_nocam", "color_topic": "/nocam/color",
+                "depth_topic": "/nocam/depth", "camera_info_topic": "/nocam/info"})))
+        self.nodes.append(PerceptionNode(
+            node_name="unihm_perception_stale", perception=shared,
+            parameter_overrides=ros_parameters({"service": "/unihm/perceive_stale",
+                                                "max_frame_age_s": 1e-4})))
+        self.probe = Node("unihm_test_probe")
+        self._home: Any = None
+        self.states: dict[str, float] = {}
+        self.refined: deque[HandTrajectory] = deque(maxlen=20)
+        self.probe.create_subscription(JointState, "/joint_states", self._on_state, 50)
+        self.probe.create_subscription(HandTrajectory, "/unihm/refined_trajectory",
+                                       lambda m: self.refined.append(m),  # noqa: PLW0108 - rclpy inspects the signature; deque.append has none
+                                       PIPELINE_QOS)
+        self.executor = MultiThreadedExecutor(num_threads=16)
+        for node in [*self.nodes, self.probe]:
+            self.executor.add_node(node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+        self.client = ManipulateClient("unihm_test_client")
+
+    def _on_state(self, msg: JointState) -> None:
+        for name, value in zip(msg.name, msg.position, strict=False):
+            self.states[name] = value
+
+    def joints(self, names: list[str]) -> np.ndarray:
+        return np.array([self.states[n] for n in names])
+
+    def home(self) -> None:
+        """Drive the simulated arm back to its ready posture (each test starts from there)."""
+        from rclpy.action import ActionClient
+
+        from control_msgs.action import FollowJointTrajectory
+        from unihm_core.arm.model import arm_model
+        from unihm_core.execution.timing import approach_segment
+        from unihm_core.ros.conversions import joint_trajectory_msg
+
+        limits = Limits.from_arm("franka_panda")
+        ready = np.asarray(arm_model("franka_panda").ready_posture)
+        now = self.joints(ARM)
+        if np.allclose(now, ready, atol=1e-3):
+            return
+        move = approach_segment(now, ready, limits)
+        if self._home is None:  # created once: destroying it while spinning breaks the wait set
+            self._home = ActionClient(self.probe, FollowJointTrajectory,
+                                      "/unihm_sim_arm/follow_joint_trajectory")
+        client = self._home
+        assert client.wait_for_server(timeout_sec=10.0)
+        goal = FollowJointTrajectory.Goal(trajectory=joint_trajectory_msg(
+            ARM, move.times, move.positions, move.velocities,
+            accelerations=move.accelerations))
+        future = client.send_goal_async(goal)
+        while not future.done():
+            time.sleep(0.01)
+        result = future.result().get_result_async()
+        while not result.done():
+            time.sleep(0.02)
+        assert result.result().result.error_code == 0
+
+    def perceive(self, service: str, instruction: str = INSTRUCTION) -> Any:
+        client = self.probe.create_client(Perceive, service)
+        assert client.wait_for_service(timeout_sec=10.0)
+        future = client.call_async(Perceive.Request(request_id="t", instruction=instruction))
+        deadline = time.monotonic() + 30
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return future.result()
+
+    def close(self) -> None:
+        self.client.close()
+        self.executor.shutdown(timeout_sec=2.0)
+        for node in [*self.nodes, self.probe]:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Graph]:
+    g = Graph(tmp_path_factory.mktemp("graph"))
+    # a first goal warms every stage up (numba, embeddings, registration caches)
+    g.client.send(INSTRUCTION, timeout=120.0, server_wait=30.0)
+    yield g
+    g.close()
+
+
+ARM = [f"panda_joint{i}" for i in range(1, 8)]
+
+
+def test_plan_only_goal_returns_a_validated_plan(graph: Graph) -> None:
+    out = graph.client.send("pick up the mustard bottle and put it in the mug",
+                            ["xhand_right", "allegro_right"], timeout=60.0)
+    assert out["success"], out["message"]
+    assert out["error_code"] == Result.OK and not out["executed"]
+    assert out["stages"][0] == "perceiving" and out["stages"][-1] == "validating"
+    assert out["hands"] == ["xhand_right", "allegro_right"]
+    r = out["result"]
+    assert r.target.object_id == "006_mustard_bottle" and r.target.task == "pick_and_place"
+    arm = motion_from_joint_trajectory(r.arm_trajectory, "arm")
+    assert arm.names == ARM
+    # independent check against the published limits, from the joint state now
+    problems = validate_joint_trajectory(arm.names, arm.times, arm.positions, arm.velocities,
+                                         arm.accelerations, Limits.from_arm("franka_panda"),
+                                         graph.joints(ARM), start_tolerance=0.05)
+    assert problems == []
+    for key in ("perceiving_time_s", "generating_time_s", "refining_time_s",
+                "validating_time_s", "motion_duration_s"):
+        assert key in out["metrics"]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any(
+            m.request_id == r.request_id for m in graph.refined):
+        time.sleep(0.05)
+    assert {m.hand_id for m in graph.refined if m.request_id == r.request_id} == {
+        "xhand_right", "allegro_right"}
+
+
+def test_execute_moves_the_simulated_arm_and_hand_to_the_plan_end(graph: Graph) -> None:
+    out = graph.client.send(INSTRUCTION, ["xhand_right"], execute=True, timeout=120.0)
+    assert out["success"], out["message"]
+    assert out["executed"] and out["stages"][-1] == "executing"
+    end = np.array(out["result"].arm_trajectory.points[-1].positions)
+    time.sleep(0.3)
+    assert np.allclose(graph.joints(ARM), end, atol=0.02)
+
+
+def test_cancel_during_execution_stops_and_holds(graph: Graph) -> None:
+    graph.home()
+    executing = threading.Event()
+    future = graph.client.client.send_goal_async(
+        Manipulate.Goal(instruction=INSTRUCTION, execute=True),
+        feedback_callback=lambda m: executing.set() if m.feedback.stage == "executing"
+        else None)
+    while not future.done():
+        time.sleep(0.01)
+    handle = future.result()
+    assert handle.accepted
+    assert executing.wait(60.0)
+    time.sleep(0.7)
+    cancel = handle.cancel_goal_async()
+    result = handle.get_result_async()
+    deadline = time.monotonic() + 15
+    while not result.done() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert cancel.done()
+    res = result.result()
+    assert res.status == 5, res.result.message  # CANCELED
+    assert res.result.error_code == Result.CANCELED and not res.result.success
+    time.sleep(0.5)
+    held = graph.joints(ARM)
+    time.sleep(0.5)
+    assert np.allclose(graph.joints(ARM), held, atol=1e-3)
+
+
+def test_a_goal_while_one_runs_is_rejected(graph: Graph) -> None:
+    graph.home()
+    first = graph.client.client.send_goal_async(Manipulate.Goal(instruction=INSTRUCTION,
+                                                                execute=True))
+    while not first.done():
+        time.sleep(0.01)
+    handle = first.result()
+    assert handle.accepted
+    second = graph.client.send(INSTRUCTION, timeout=30.0)
+    assert second["accepted"] is False
+    result = handle.get_result_async()
+    while not result.done():
+        time.sleep(0.05)
+    assert result.result().result.success, result.result().result.message
+
+
+@pytest.mark.parametrize(("instruction", "hands", "code", "words"), [
+    ("", [], Result.INVALID_GOAL, "instruction is empty"),
+    ("   ", [], Result.INVALID_GOAL, "instruction is empty"),
+    (INSTRUCTION, ["robot_claw"], Result.INVALID_GOAL, "unknown hand 'robot_claw'"),
+    ("pick up the banana", [], Result.PERCEPTION_FAILED, "mustard bottle"),
+])
+def test_bad_goals_end_with_a_clear_message(graph: Graph, instruction: str, hands: list[str],
+                                            code: int, words: str) -> None:
+    out = graph.client.send(instruction, hands, timeout=30.0)
+    assert out["accepted"] and not out["success"]
+    assert out["error_code"] == code
+    assert words in out["message"]
+
+
+def test_absent_driver_fails_the_goal(graph: Graph) -> None:
+    graph.home()
+    client = ManipulateClient("unihm_test_client_noarm", "/unihm/manipulate_noarm")
+    try:
+        out = client.send(INSTRUCTION, execute=True, timeout=60.0)
+    finally:
+        client.close()
+    assert out["error_code"] == Result.EXECUTION_FAILED, out["message"]
+    assert "/nobody/follow_joint_trajectory is not available" in out["message"]
+
+
+def test_driver_aborting_mid_trajectory_fails_the_goal(graph: Graph) -> None:
+    graph.home()
+    client = ManipulateClient("unihm_test_client_faulty", "/unihm/manipulate_faulty")
+    try:
+        out = client.send(INSTRUCTION, execute=True, timeout=60.0)
+    finally:
+        client.close()
+    assert out["error_code"] == Result.EXECUTION_FAILED, out["message"]
+    assert "arm driver aborted" in out["message"]
+
+
+def test_missing_and_stale_camera_data_are_reported(graph: Graph) -> None:
+    missing = graph.perceive("/unihm/perceive_nocam")
+    assert not missing.success
+    assert "no camera data: nothing received on /nocam/color" in missing.message
+    stale = graph.perceive("/unihm/perceive_stale")
+    assert not stale.success and "stale camera data" in stale.message
+    fresh = graph.perceive("/unihm/perceive")
+    assert fresh.success and fresh.object.object_id == "006_mustard_bottle"
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    raise RuntimeError("no VmRSS")
+
+
+@pytest.mark.xfail(strict=True, reason="known: the in-process graph grows about 2.7 MB per "
+                   "plan-only goal (measured 1651 -> 1761 MB over goals 10-50); not yet found")
+def test_fifty_sequential_goals_keep_memory_flat(graph: Graph) -> None:
+    rss = []
+    for i in range(50):
+        out = graph.client.send(INSTRUCTION, timeout=60.0)
+        assert out["success"], (i, out["message"])
+        if i in (9, 49):
+            rss.append(_rss_mb())
+    assert rss[1] - rss[0] < 40.0, f"memory grew from {rss[0]:.0f} MB to {rss[1]:.0f} MB"
