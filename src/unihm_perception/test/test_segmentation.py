@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import numpy as np
@@ -140,4 +141,4 @@ def test_voxel_means_match_a_per_voxel_reference(voxel: float) -> None:
     # voxels come in ascending order of their (x, y, z) grid key
     first = [np.flatnonzero(voxel_of == v)[0] for v in range(len(means))]
     order = keys[first]
-    assert all(tuple(a) < tuple(b) for a, b in zip(order[:-1], order[1:], strict=True))
+    assert all(tuple(a) < tuple(b) for a, b in itertools.pairwise(order))

@@ -1,7 +1,7 @@
 """``unihm bench perception``: one 640x480 frame perceived repeatedly, per stage.
 
-Three variants run on the same frame and instruction in one process, so their ratios are
-meaningful on a noisy machine even when the absolute times are not:
+Three variants run on the same frame and instruction in one process, taking turns run by run,
+so their ratios are meaningful on a noisy machine even when the absolute times are not:
 
 * ``pipeline``: the default :class:`~unihm_perception.pipeline.Perception`;
 * ``baseline`` (the previous behaviour): the identity check against the whole library on every
@@ -21,7 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from unihm_perception.instructions import Instruction
-from unihm_perception.pipeline import FrameRegistrations, Perception
+from unihm_perception.pipeline import FrameRegistrations, Perception, PerceptionResult
 from unihm_perception.registration import DepthView, ObservedCluster
 from unihm_perception.scene import RenderedFrame, random_scene, render
 from unihm_perception.segmentation import Cluster
@@ -71,21 +71,31 @@ def _log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def _time(perception: Perception, frame: RenderedFrame, instruction: str,
-          repeats: int) -> dict[str, Any]:
-    """Best and median per stage over ``repeats`` runs (after one warm-up run)."""
-    perception.warm_up()
-    first = perception.perceive(frame.color, frame.depth, frame.intrinsics, frame.camera_pose,
-                                instruction)
-    runs = []
+def _time(variants: dict[str, Perception], frame: RenderedFrame, instruction: str,
+          repeats: int) -> dict[str, dict[str, Any]]:
+    """Best and median per stage over ``repeats`` runs of each variant (after one warm-up run
+    each). The variants take turns run by run, so a burst of load from other processes
+    falls on all of them alike instead of on whichever happened to be running."""
+    firsts: dict[str, PerceptionResult] = {}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+    for name, perception in variants.items():
+        perception.warm_up()
+        firsts[name] = perception.perceive(frame.color, frame.depth, frame.intrinsics,
+                                           frame.camera_pose, instruction)
     for _ in range(repeats):
-        result = perception.perceive(frame.color, frame.depth, frame.intrinsics,
-                                     frame.camera_pose, instruction)
-        runs.append(result.timings_ms)
-    stages = list(runs[0])
-    return {"object_id": first.object_id, "fitness": round(first.fitness, 3),
-            "best_ms": {s: round(min(r[s] for r in runs), 2) for s in stages},
-            "median_ms": {s: round(statistics.median(r[s] for r in runs), 2) for s in stages}}
+        for name, perception in variants.items():
+            result = perception.perceive(frame.color, frame.depth, frame.intrinsics,
+                                         frame.camera_pose, instruction)
+            runs[name].append(result.timings_ms)
+    out: dict[str, dict[str, Any]] = {}
+    for name, timings in runs.items():
+        stages = list(timings[0])
+        out[name] = {
+            "object_id": firsts[name].object_id, "fitness": round(firsts[name].fitness, 3),
+            "best_ms": {s: round(min(r[s] for r in timings), 2) for s in stages},
+            "median_ms": {s: round(statistics.median(r[s] for r in timings), 2)
+                          for s in stages}}
+    return out
 
 
 def run_perception_benchmark(quick: bool = False) -> dict[str, Any]:
@@ -97,15 +107,15 @@ def run_perception_benchmark(quick: bool = False) -> dict[str, Any]:
     instruction = f"put the {target} next to the {reference}"
     _log(f"frame 640x480, objects: {', '.join(frame.labels)}; instruction: {instruction!r}")
     perception = Perception()
-    _log(f"pipeline, {repeats} runs")
-    ours = _time(perception, frame, instruction, repeats)
-    _log(f"baseline (previous behaviour: identity check on every named cluster, "
-         f"no reuse of quick registrations), {repeats} runs")
-    baseline = _time(PreviousPerception(perception.library, embedder=perception.embedder),
-                     frame, instruction, repeats)
-    _log(f"all models (every cluster against every model), {repeats} runs")
-    all_models = _time(AllModelsPerception(perception.library, embedder=perception.embedder),
-                       frame, instruction, repeats)
+    variants = {
+        "pipeline": perception,
+        "baseline": PreviousPerception(perception.library, embedder=perception.embedder),
+        "all_models": AllModelsPerception(perception.library, embedder=perception.embedder)}
+    _log(f"{repeats} runs each of the pipeline, the baseline (previous behaviour: identity "
+         "check on every named cluster, no reuse of quick registrations) and all models "
+         "(every cluster against every model), taking turns")
+    timed = _time(variants, frame, instruction, repeats)
+    ours, baseline, all_models = timed["pipeline"], timed["baseline"], timed["all_models"]
     total, reg = ours["median_ms"]["total"], ours["median_ms"]["registration"]
     return {
         "frame": "640x480", "objects": list(frame.object_ids), "instruction": instruction,
