@@ -38,7 +38,7 @@ NodeFactory = Callable[[], Node]
 
 
 def spin_nodes(factories: Sequence[NodeFactory], *, args: list[str] | None = None,
-               threads: int = 8, ready: Callable[[list[Node]], None] | None = None
+               threads: int = 16, ready: Callable[[list[Node]], None] | None = None
                ) -> int:
     """Create the nodes, spin them together on one multithreaded executor, stop cleanly.
 
