@@ -21,14 +21,12 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 
-from unihm_bringup.graph import build_node  # noqa: E402
+from unihm_bringup.inprocess import InProcessGraph  # noqa: E402
 from unihm_bringup.manipulate_cli import ManipulateClient  # noqa: E402
 from unihm_bringup.node_factories import ros_parameters  # noqa: E402
-from unihm_bringup.run_cli import build_graph, render_sim_bag  # noqa: E402
 from unihm_core.execution.validation import Limits, validate_joint_trajectory  # noqa: E402
 from unihm_core.ros.conversions import motion_from_joint_trajectory  # noqa: E402
 from unihm_core.ros.runtime import PIPELINE_QOS  # noqa: E402
@@ -41,43 +39,38 @@ Result = Manipulate.Result
 INSTRUCTION = "pick up the mustard bottle"
 
 
-class Graph:
+def _extra_nodes(graph: InProcessGraph) -> list[Node]:
+    """Executives and perception nodes on their own names for the failure cases."""
+    from unihm_bringup.drivers.sim_driver import make_node as make_driver
+    from unihm_bringup.executive import Executive
+    from unihm_perception.node import PerceptionNode
+
+    shared = graph["unihm_perception"].perception
+    hand_action = "/unihm_sim_hand/follow_joint_trajectory"
+    return [
+        Executive(node_name="unihm_executive_noarm", parameter_overrides=ros_parameters({
+            "action_name": "/unihm/manipulate_noarm", "driver_wait_s": 0.5,
+            "arm_action": "/nobody/follow_joint_trajectory", "hand_action": hand_action})),
+        Executive(node_name="unihm_executive_faulty", parameter_overrides=ros_parameters({
+            "action_name": "/unihm/manipulate_faulty",
+            "arm_action": "/unihm_faulty_arm/follow_joint_trajectory",
+            "hand_action": hand_action})),
+        make_driver({"arm": "franka_panda", "fail_after_s": 0.5,
+                     "joint_states_topic": "/faulty/joint_states"}, node_name="unihm_faulty_arm"),
+        PerceptionNode(node_name="unihm_perception_nocam", perception=shared,
+                       parameter_overrides=ros_parameters({
+                           "service": "/unihm/perceive_nocam", "color_topic": "/nocam/color",
+                           "depth_topic": "/nocam/depth", "camera_info_topic": "/nocam/info",
+                           "frame_wait_s": 0.5})),
+        PerceptionNode(node_name="unihm_perception_stale", perception=shared,
+                       parameter_overrides=ros_parameters({"service": "/unihm/perceive_stale",
+                                                           "max_frame_age_s": 1e-4})),
+    ]
+
+
+class Graph(InProcessGraph):
     def __init__(self, workdir: Path) -> None:
-        from unihm_perception.node import PerceptionNode
-
-        rclpy.init()
-        bag = render_sim_bag(workdir / "scene")
-        specs = build_graph("sim", bag=str(bag))
-        self.nodes: list[Node] = [build_node(s) for s in specs]
-        by_name = {n.get_name(): n for n in self.nodes}
-        self.perception = by_name["unihm_perception"]
-        shared = self.perception.perception
-        extra_exec = {
-            "noarm": {"action_name": "/unihm/manipulate_noarm",
-                      "arm_action": "/nobody/follow_joint_trajectory", "driver_wait_s": 0.5,
-                      "hand_action": "/unihm_sim_hand/follow_joint_trajectory"},
-            "faulty": {"action_name": "/unihm/manipulate_faulty",
-                       "arm_action": "/unihm_faulty_arm/follow_joint_trajectory",
-                       "hand_action": "/unihm_sim_hand/follow_joint_trajectory"},
-        }
-        from unihm_bringup.drivers.sim_driver import make_node as make_driver
-        from unihm_bringup.executive import Executive
-
-        for key, params in extra_exec.items():
-            self.nodes.append(Executive(node_name=f"unihm_executive_{key}",
-                                        parameter_overrides=ros_parameters(params)))
-        self.nodes.append(make_driver({"arm": "franka_panda", "fail_after_s": 0.5,
-                                       "joint_states_topic": "/faulty/joint_states"},
-                                      node_name="unihm_faulty_arm"))
-        self.nodes.append(PerceptionNode(
-            node_name="unihm_perception_nocam", perception=shared,
-            parameter_overrides=ros_parameters({
-                "service": "/unihm/perceive_nocam", "color_topic": "/nocam/color",
-                "depth_topic": "/nocam/depth", "camera_info_topic": "/nocam/info"})))
-        self.nodes.append(PerceptionNode(
-            node_name="unihm_perception_stale", perception=shared,
-            parameter_overrides=ros_parameters({"service": "/unihm/perceive_stale",
-                                                "max_frame_age_s": 1e-4})))
+        super().__init__(workdir, extra_nodes=_extra_nodes)
         self.probe = Node("unihm_test_probe")
         self._home: Any = None
         self.states: dict[str, float] = {}
@@ -86,12 +79,7 @@ class Graph:
         self.probe.create_subscription(HandTrajectory, "/unihm/refined_trajectory",
                                        lambda m: self.refined.append(m),  # noqa: PLW0108 - rclpy inspects the signature; deque.append has none
                                        PIPELINE_QOS)
-        self.executor = MultiThreadedExecutor(num_threads=16)
-        for node in [*self.nodes, self.probe]:
-            self.executor.add_node(node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-        self.client = ManipulateClient("unihm_test_client")
+        self.add_node(self.probe)
 
     def _on_state(self, msg: JointState) -> None:
         for name, value in zip(msg.name, msg.position, strict=False):
@@ -139,13 +127,6 @@ class Graph:
         while not future.done() and time.monotonic() < deadline:
             time.sleep(0.01)
         return future.result()
-
-    def close(self) -> None:
-        self.client.close()
-        self.executor.shutdown(timeout_sec=2.0)
-        for node in [*self.nodes, self.probe]:
-            node.destroy_node()
-        rclpy.try_shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,9 @@ the ratio is what the nodes, services and messages cost on top.
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -63,43 +61,27 @@ def _library_once(nodes: dict[str, Any], frame: Any, camera_pose: Any) -> dict[s
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    from unihm_core.testing import isolated_ros_environment
-
-    os.environ.update(isolated_ros_environment())
-    import rclpy
     import torch
-    from rclpy.executors import MultiThreadedExecutor
 
-    from unihm_bringup.graph import build_node
-    from unihm_bringup.manipulate_cli import ManipulateClient
-    from unihm_bringup.run_cli import build_graph, camera_pose_from_bag, render_sim_bag
+    from unihm_bringup.inprocess import InProcessGraph
+    from unihm_bringup.run_cli import camera_pose_from_bag
     from unihm_core.se3 import pose_from_xyz_quat
     from unihm_perception.bag_io import read_frames_bag
 
     torch.set_num_threads(1)
     repeats = 3 if quick else 10
     wall = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="unihm-bench-pipeline-"))
-    bag = render_sim_bag(work / "scene")
-    pose7 = camera_pose_from_bag(bag)
-    camera_pose = pose_from_xyz_quat(pose7[:3], pose7[3:])
-    frame = read_frames_bag(bag)[0]
-    rclpy.init()
     _log("starting the sim graph")
-    nodes = {n.get_name(): n for n in (build_node(s) for s in build_graph("sim", bag=str(bag)))}
-    executor = MultiThreadedExecutor(num_threads=16)
-    for node in nodes.values():
-        executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    client = ManipulateClient("unihm_bench_client")
-    try:
-        warm = client.send(INSTRUCTION, timeout=120.0, server_wait=30.0)
+    with InProcessGraph(Path(tempfile.mkdtemp(prefix="unihm-bench-pipeline-")),
+                        isolate=True) as graph:
+        pose7 = camera_pose_from_bag(graph.bag)
+        camera_pose = pose_from_xyz_quat(pose7[:3], pose7[3:])
+        frame = read_frames_bag(graph.bag)[0]
+        warm = graph.client.send(INSTRUCTION, timeout=120.0, server_wait=30.0)
         _log(f"warm-up goal: {warm['message']}")
         goal_s, stage_s = [], {s: [] for s in STAGES}
         for i in range(repeats):
-            out = client.send(INSTRUCTION, timeout=60.0)
+            out = graph.client.send(INSTRUCTION, timeout=60.0)
             if not out["success"]:
                 raise RuntimeError(f"goal {i} failed: {out['message']}")
             goal_s.append(out["seconds"])
@@ -108,16 +90,9 @@ def run(quick: bool = False) -> dict[str, Any]:
             _log(f"goal {i + 1}/{repeats}: {out['seconds']:.3f} s")
         base = {s: [] for s in STAGES}
         for i in range(repeats):
-            for s, v in _library_once(nodes, frame, camera_pose).items():
+            for s, v in _library_once(graph.nodes, frame, camera_pose).items():
                 base[s].append(v)
             _log(f"library baseline {i + 1}/{repeats}")
-    finally:
-        client.close()
-        for node in nodes.values():
-            executor.remove_node(node)
-            node.destroy_node()
-        executor.shutdown(timeout_sec=2.0)
-        rclpy.try_shutdown()
     med = statistics.median
     base_total = [sum(v) for v in zip(*base.values(), strict=True)]
     return {

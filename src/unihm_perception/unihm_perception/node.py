@@ -39,6 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "camera_pose": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0],
     "sync_slop_s": 0.05,
     "max_frame_age_s": 2.0,
+    "frame_wait_s": 3.0,  # how long a request waits for a first frame after start-up
     "objects": [""],
     "warm_up": True,
     "service": "/unihm/perceive",
@@ -67,6 +68,7 @@ class PerceptionNode(Node):
         self.planning_frame = p("planning_frame").value
         self.camera_pose = camera_pose_matrix(p("camera_pose").value)
         self.max_age = float(p("max_frame_age_s").value)
+        self.frame_wait = float(p("frame_wait_s").value)
         self.sync = ApproximateSync(float(p("sync_slop_s").value))
         self.topics = {"color": p("color_topic").value, "depth": p("depth_topic").value,
                        "camera_info": p("camera_info_topic").value}
@@ -106,6 +108,10 @@ class PerceptionNode(Node):
     # ------------------------------------------------------------------------ service
     def _frame(self) -> SyncedFrame:
         frame = self.sync.latest()
+        deadline = time.monotonic() + self.frame_wait
+        while frame is None and time.monotonic() < deadline:  # a camera just discovered
+            time.sleep(0.05)
+            frame = self.sync.latest()
         if frame is None:
             missing = self.sync.missing()
             if missing:
