@@ -16,7 +16,7 @@ setup:  ## install everything needed (Debian packages, .venv, interfaces, our pa
 test: setup  ## run every package's tests (pytest over src/*/test)
 	@$(ENV) && python -m pytest $(PYTEST_ARGS)
 
-demo: setup  ## generate + refine a grasp for an instruction on a shared object (build/demo/)
+demo: setup  ## the sim graph executes one Manipulate goal on a rendered scene (build/demo/)
 	@$(ENV) && python scripts/demo.py --out build/demo
 
 lint: setup  ## ruff over the Python code, hadolint over the Dockerfile
@@ -31,7 +31,7 @@ doctor: setup  ## check the installation (unihm doctor)
 smoke: setup  ## the ROS smoke test, 10 runs in a row
 	@$(ENV) && python -m pytest src/unihm_bringup/test/test_ros_smoke.py --count 10 $(PYTEST_ARGS)
 
-docker-demo: setup  ## generate + refine a grasp for an instruction on a shared object (build/demo/)
+docker-demo: setup  ## the sim graph executes one Manipulate goal on a rendered scene (build/demo/)
 	@$(ENV) && python scripts/demo.py --out build/demo
 
 lint: setup  ## lint the Dockerfile

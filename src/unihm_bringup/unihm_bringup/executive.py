@@ -407,6 +407,7 @@ class Executive(Node):
         results = [h.get_result_async() for h in handles]
         deadline = time.monotonic() + duration + self.p["execute_margin_s"]
         start = time.monotonic()
+        next_feedback = 0.0
         while not all(r.done() for r in results):
             if handle.is_cancel_requested:
                 self._cancel_all(handles)
@@ -425,9 +426,8 @@ class Executive(Node):
                 raise StageError(Result.TIMEOUT, stage,
                                    f"drivers did not finish within {duration:.1f} s + "
                                    f"{self.p['execute_margin_s']:g} s")
-            progress = 0.7 + 0.3 * min(1.0, (time.monotonic() - start) / max(duration, 1e-3))
-            handle.publish_feedback(Feedback(stage=stage, progress=float(progress),
-                                             detail="executing"))
+            next_feedback = self._progress(handle, time.monotonic() - start, duration,
+                                           next_feedback)
             time.sleep(0.05)
         for (lbl, _, _), r in zip(drivers, results, strict=True):
             res = r.result()
@@ -435,6 +435,19 @@ class Executive(Node):
                 raise StageError(Result.EXECUTION_FAILED, stage,
                                    f"{lbl} driver ended with status {res.status}: "
                                    f"{res.result.error_string or res.result.error_code}")
+
+    @staticmethod
+    def _progress(handle: ServerGoalHandle, elapsed: float, duration: float,
+                  due: float) -> float:
+        """Execution feedback twice a second; returns when the next one is due."""
+        if elapsed < due:
+            return due
+        progress = 0.7 + 0.3 * min(1.0, elapsed / max(duration, 1e-3))
+        handle.publish_feedback(Feedback(stage=Feedback.STAGE_EXECUTING,
+                                         progress=float(progress),
+                                         detail=f"{min(elapsed, duration):.1f} of "
+                                                f"{duration:.1f} s"))
+        return due + 0.5
 
     @staticmethod
     def _wait(future: Any, timeout: float) -> Any:
