@@ -25,9 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unihm_generator.generator.config import GeneratorConfig, GeneratorError
+from unihm_generator.generator.decode import FlatWeights, IncrementalDecoder, augment, supported
 
 
 @dataclass
@@ -248,6 +250,58 @@ class HandGenerator(nn.Module):
         probs = logits.softmax(-1)
         return torch.multinomial(probs, 1, generator=rng).squeeze(-1)
 
+    def _flat_weights(self) -> FlatWeights:
+        """The decoder's rearranged weights, rebuilt only after the parameters changed."""
+        key = FlatWeights.key(self.lm)
+        cached = self.__dict__.get("_flat")
+        if cached is None or cached[0] != key:
+            cached = (key, FlatWeights(self.lm))
+            self.__dict__["_flat"] = cached
+        return cached[1]
+
+    def _generate_incremental(self, embeds: Tensor, mask: Tensor, positions: Tensor,  # noqa: PLR0913, PLR0917
+                              feats: Tensor, num: Tensor, n_max: int, feed_mask: bool,
+                              greedy: bool, temperature: float, top_k: int, top_p: float,
+                              rng: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """The cached loop on ``IncrementalDecoder``: codes (B, N) and wrists (B, N, chunk, 9).
+
+        Same choices as the loop in ``generate``; what differs is only what never changes
+        within a generation being prepared once (cache, RoPE tables, hand-token rows, the
+        inputs of ``feed_mask``) and the wrist head running once on all slots at the end.
+        Greedy picks take the argmax over the hand-token logits only: the end token is
+        allowed only past a row's last token, whose choice is discarded.
+        """
+        cfg = self.config
+        b_size = embeds.shape[0]
+        steps = torch.arange(1, n_max, device=positions.device)
+        every = torch.cat([positions, positions[:, -1:] + steps], 1)
+        flat = self._flat_weights()
+        dec = IncrementalDecoder(self.lm, flat, mask, every)
+        hand = self.embed.weight[cfg.hand_offset:]
+        head = self.lm.lm_head.weight[cfg.hand_offset:].t()
+        hand_in = augment(hand)
+        nxt = augment(feats[:, 1:])
+        if feed_mask:
+            nxt = nxt + augment(self._ids([cfg.structure_id("<|hand_mask|>")]))
+        last = dec.prefill(embeds)
+        hiddens, codes = [last], []
+        for j in range(n_max):
+            if greedy or temperature <= 0:
+                code = torch.mm(last, head).argmax(-1)
+            else:
+                logits = self._allowed(self.logits(last).float(), j, num)
+                tok = self._pick(logits, greedy=False, temperature=temperature, top_k=top_k,
+                                 top_p=top_p, rng=rng)
+                code = (tok - cfg.hand_offset).clamp(0, cfg.codebook_size - 1)
+            codes.append(code)
+            if j == n_max - 1:
+                break
+            step = nxt[:, j] if feed_mask else F.embedding(code, hand_in).add_(nxt[:, j])
+            last = dec.step(step)
+            hiddens.append(last)
+        wrists = self.wrist(torch.stack(hiddens, 1))
+        return torch.stack(codes, 1), wrists.view(b_size, n_max, cfg.chunk, 9)
+
     @torch.no_grad()
     def generate(self, requests: Sequence[Request], *, use_cache: bool = True,
                  greedy: bool = True, temperature: float = 1.0, top_k: int = 0,
@@ -279,6 +333,12 @@ class HandGenerator(nn.Module):
         seqs = [torch.cat([p, first + feats[b, :1]], 0) for b, p in enumerate(prefixes)]
         embeds, mask = self._pad_left(seqs)
         positions = self._positions(mask)
+        if use_cache and supported(self.lm):
+            with torch.inference_mode():
+                codes, wrists = self._generate_incremental(
+                    embeds, mask, positions, feats, num, n_max, feed_mask, greedy,
+                    temperature, top_k, top_p, rng)
+            return self._split(requests, codes, wrists)
         cache = None
         if use_cache:
             from transformers import DynamicCache
@@ -306,6 +366,11 @@ class HandGenerator(nn.Module):
             else:
                 embeds = torch.cat([embeds, step], 1)
                 hidden, _ = self._run(embeds, mask, positions)
+        return self._split(requests, codes, wrists)
+
+    @staticmethod
+    def _split(requests: Sequence[Request], codes: Tensor,
+               wrists: Tensor) -> tuple[list[np.ndarray], list[np.ndarray]]:
         out_codes, out_wrists = [], []
         for b, r in enumerate(requests):
             n = r.num_tokens
