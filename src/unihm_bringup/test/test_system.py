@@ -64,7 +64,8 @@ def _extra_nodes(graph: InProcessGraph) -> list[Node]:
                            "frame_wait_s": 0.5})),
         PerceptionNode(node_name="unihm_perception_stale", perception=shared,
                        parameter_overrides=ros_parameters({"service": "/unihm/perceive_stale",
-                                                           "max_frame_age_s": 1e-4})),
+                                                           "max_frame_age_s": 1e-4,
+                                                           "frame_wait_s": 0.3})),
     ]
 
 

@@ -111,13 +111,14 @@ def node_graph(mode: str, parameters_file: str | os.PathLike[str] | None = None,
     if mode in ("sim", "replay"):
         nodes += [_driver("unihm_sim_arm", params.get("unihm_sim_arm", {})),
                   _driver("unihm_sim_hand", params.get("unihm_sim_hand", {}))]
+    if mode == "sim":  # in replay, `unihm replay BAG` streams the camera frames
         camera = params.get("unihm_camera", {})
         nodes.append(NodeSpec(
             "unihm_camera", "unihm_core", "unihm", _FACTORIES + "camera_player", camera,
             arguments=("play", str(camera.get("bag", "")), "--mode",
                        str(camera.get("mode", "hold")), "--rate",
                        str(camera.get("rate_hz", 10.0)))))
-    else:
+    if mode == "real":
         nodes.append(NodeSpec("unihm_xhand_adapter", "unihm_bringup", "unihm_xhand_adapter",
                               _FACTORIES + "xhand_adapter",
                               params.get("unihm_xhand_adapter", {})))

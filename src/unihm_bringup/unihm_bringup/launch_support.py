@@ -38,7 +38,7 @@ def graph_launch_description(mode: str) -> Any:
 
         remaps = {topic: value(name) for name, topic in CAMERA_ARGUMENTS.items()
                   if value(name) != topic}
-        overrides = {"unihm_camera": {"bag": value("bag")}} if mode != "real" else None
+        overrides = {"unihm_camera": {"bag": value("bag")}} if mode == "sim" else None
         actions = []
         for spec in node_graph(mode, value("params_file"), overrides, remaps):
             actions.append(Node(package=spec.package, executable=spec.executable,

@@ -3,8 +3,9 @@
 The same graph as the launch files (:mod:`unihm_bringup.graph`), for machines without
 ``launch``/``launch_ros``. ``sim`` without ``--bag`` renders a tabletop scene (the shared
 mustard bottle, mug, sugar box and tomato soup can) into a camera bag first and streams it; the
-camera's pose for perception comes from the bag's ground truth. Prints ``ready`` once every
-node exists; Ctrl-C (or SIGTERM) stops every node cleanly.
+camera's pose for perception comes from the bag's ground truth. ``replay`` starts no camera
+(``unihm replay BAG`` streams the bag's frames); its ``--bag`` only supplies the camera pose.
+Prints ``ready`` once every node exists; Ctrl-C (or SIGTERM) stops every node cleanly.
 """
 
 from __future__ import annotations
@@ -73,15 +74,14 @@ def build_graph(mode: str, *, params_file: str | None = None, bag: str | None = 
     from unihm_bringup.graph import node_graph
 
     overrides = _parse_set(sets or [])
-    if mode in ("sim", "replay"):
-        if bag is None:
-            if mode == "replay":
-                raise ValueError("replay needs --bag BAG")
-            workdir = workdir or Path(tempfile.mkdtemp(prefix="unihm-sim-"))
-            bag = str(render_sim_bag(workdir / "scene"))
+    if mode == "sim" and bag is None:
+        workdir = workdir or Path(tempfile.mkdtemp(prefix="unihm-sim-"))
+        bag = str(render_sim_bag(workdir / "scene"))
+    if bag is not None:
         if not Path(bag).exists():
             raise ValueError(f"bag {bag} does not exist")
-        overrides.setdefault("unihm_camera", {}).setdefault("bag", str(bag))
+        if mode == "sim":
+            overrides.setdefault("unihm_camera", {}).setdefault("bag", str(bag))
         pose = camera_pose_from_bag(Path(bag))
         if pose is not None:
             overrides.setdefault("unihm_perception", {}).setdefault("camera_pose", pose)
@@ -121,7 +121,8 @@ def register_run(subparsers: argparse._SubParsersAction) -> None:
                               description=__doc__)
     p.add_argument("mode", choices=("sim", "real", "replay"))
     p.add_argument("--params", help="ROS 2 parameter YAML (default: config/<mode>.yaml)")
-    p.add_argument("--bag", help="camera bag to stream (sim: default a rendered scene)")
+    p.add_argument("--bag", help="sim: camera bag to stream (default: a rendered scene); "
+                                 "replay: the bag whose camera pose perception uses")
     p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
                    help="override one parameter (repeatable), e.g. "
                         "unihm_executive.default_hands=[allegro_right]")

@@ -39,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "camera_pose": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0],
     "sync_slop_s": 0.05,
     "max_frame_age_s": 2.0,
-    "frame_wait_s": 3.0,  # how long a request waits for a first frame after start-up
+    "frame_wait_s": 3.0,  # how long a request waits for a fresh frame (camera starting)
     "objects": [""],
     "warm_up": True,
     "service": "/unihm/perceive",
@@ -107,9 +107,12 @@ class PerceptionNode(Node):
 
     # ------------------------------------------------------------------------ service
     def _frame(self) -> SyncedFrame:
+        def usable(f: SyncedFrame | None) -> bool:
+            return f is not None and time.monotonic() - f.received <= self.max_age
+
         frame = self.sync.latest()
         deadline = time.monotonic() + self.frame_wait
-        while frame is None and time.monotonic() < deadline:  # a camera just discovered
+        while not usable(frame) and time.monotonic() < deadline:  # a camera (re)starting
             time.sleep(0.05)
             frame = self.sync.latest()
         if frame is None:
