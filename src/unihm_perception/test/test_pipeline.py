@@ -143,10 +143,12 @@ class _Counting(Perception):
 
 
 def _exhaustive(perception: Perception) -> _Counting:
-    """The pipeline without its shortcuts: the identity check on every named cluster and
-    every model on every cluster for a phrase without a noun."""
+    """The pipeline without its shortcuts: the identity check on every named cluster, every
+    named model on every cluster, and every model on every cluster for a phrase without a
+    noun."""
     slow = _Counting(perception.library, embedder=perception.embedder)
-    slow.params = replace(slow.params, confident_score=float("inf"), attributes_first=False)
+    slow.params = replace(slow.params, confident_score=float("inf"), attributes_first=False,
+                          first_confident=False)
     return slow
 
 
@@ -157,9 +159,9 @@ def _registrations(p: _Counting) -> int:
 @pytest.mark.parametrize("text", ["put the {0} next to the {1}", "lift the yellow one on the left",
                                   "move the yellow one on the right to the left of the {2}"])
 def test_shortcuts_give_the_exhaustive_answer(perception: Perception, text: str) -> None:
-    """Skipping the identity check of a confident match, and choosing an object named by
-    attributes before registering, leave the answer (object, cluster, pose) unchanged and
-    register less."""
+    """Skipping the identity check of a confident match, stopping a named model at its first
+    confident cluster, and choosing an object named by attributes before registering leave the
+    answer (object, cluster, pose) unchanged and register less."""
     scene = render(random_scene(["004_sugar_box", "006_mustard_bottle", "025_mug",
                                  "005_tomato_soup_can"], seed=1))
     text = text.format(*scene.labels)

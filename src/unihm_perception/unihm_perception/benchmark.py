@@ -7,10 +7,11 @@ else the cores are running:
 
 * ``pipeline``: the default :class:`~unihm_perception.pipeline.Perception`;
 * ``baseline`` (the previous behaviour): the identity check against the whole library on every
-  cluster a named model was given, whatever its score; every model on every cluster for a
-  phrase without a noun; and no reuse of a quick registration's coarse hypotheses and fine
-  ICPs by the full registration of the same pair (the resting guesses are built the current,
-  batched way, which saves about 2 ms per registration);
+  cluster a named model was given, whatever its score; every named model on every cluster,
+  even after a confident fit; every model on every cluster for a phrase without a noun; no
+  reuse of a quick registration's coarse hypotheses and fine ICPs by the full registration of
+  the same pair (the resting guesses are built the current, batched way, which saves about
+  2 ms per registration);
 * ``all_models``: language-first registration off (every model on every cluster), what the
   pipeline did before the instruction restricted registration.
 """
@@ -55,7 +56,7 @@ class PreviousPerception(Perception):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.params = replace(self.params, confident_score=float("inf"),
-                              attributes_first=False)
+                              attributes_first=False, first_confident=False)
 
     def _registrations(self, clusters: list[Cluster], view: DepthView) -> FrameRegistrations:
         return _NoReuseRegistrations(self.library, self.registration, clusters,

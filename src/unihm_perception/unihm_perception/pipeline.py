@@ -76,6 +76,13 @@ class PerceptionParams:
     against the rest of the library: it explains nearly every observed point and nearly all of
     its own visible side, which no other shape does (over the 50 evaluation scenes the best
     other model scored at most 0.76 on such a cluster). ``inf`` checks every cluster."""
+    first_confident: bool = True
+    """A model named by a phrase without attributes ("the sugar box") is registered on the
+    clusters nearest the robot first, and no further once it fits one with a score of at least
+    ``confident_score``; clusters another named model already fits that well are skipped.
+    Only a second copy of the object could be missed, and the choice among copies goes to the
+    one nearest the robot either way. A phrase with attributes ("the sugar box on the left")
+    has every cluster tried."""
     attributes_first: bool = True
     """An object named by attributes only ("the red one on the left") is chosen among the
     unidentified clusters first, when the attributes single one out, and only that cluster
@@ -134,14 +141,28 @@ class FrameRegistrations:
                                       self.quick_params if quick else self.params)
         return cache[key]
 
-    def model_on_clusters(self, object_id: str) -> list[Match | None]:
+    def model_on_clusters(self, object_id: str, *, order: list[int] | None = None,
+                          enough: float | None = None,
+                          skip: set[int] | None = None) -> list[Match | None]:
         """One model on every cluster: quick registrations first, the full one (features,
         half turns) where the model fits, or everywhere when it fits nowhere (an object
-        lying on its side)."""
-        quick = [self.match(c, object_id, quick=True) for c in range(len(self.clusters))]
+        lying on its side).
+
+        Clusters are visited in ``order`` (default: as segmented); with ``enough`` the visit
+        stops at the first cluster the model fits with a quick score of at least that, and
+        the clusters not visited, like those in ``skip``, get no match."""
+        skip = skip or set()
+        quick: list[Match | None] = [None] * len(self.clusters)
+        for c in range(len(self.clusters)) if order is None else order:
+            if c in skip:
+                continue
+            quick[c] = match = self.match(c, object_id, quick=True)
+            if enough is not None and match is not None and self.plausible(match) and \
+                    match.score >= enough:
+                break
         fits = [m is not None and self.plausible(m) for m in quick]
-        return [self.match(c, object_id) if fits[c] or not any(fits) else m
-                for c, m in enumerate(quick)]
+        return [self.match(c, object_id) if (fits[c] or not any(fits)) and c not in skip
+                else m for c, m in enumerate(quick)]
 
     def plausible(self, match: Match) -> bool:
         """Whether a match fits well enough to be the object (then features are not tried)."""
@@ -243,6 +264,19 @@ class Perception:
             named += self._phrase_ids(phrase)
         return list(dict.fromkeys(named)) or None
 
+    def _unqualified_ids(self, instruction: Instruction) -> frozenset[str]:
+        """Library ids named only by phrases without attributes ("the sugar box", not "the
+        sugar box on the left"): for those, the first confident cluster is the answer."""
+        phrases = [instruction.object]
+        if instruction.destination is not None and instruction.destination.target is not None:
+            phrases.append(instruction.destination.target)
+        plain: set[str] = set()
+        qualified: set[str] = set()
+        for phrase in phrases:
+            if phrase.noun:
+                (qualified if phrase.attributes else plain).update(self._phrase_ids(phrase))
+        return frozenset(plain - qualified)
+
     def _attribute_first_ids(self, instruction: Instruction) -> list[str] | None:
         """For an object named by attributes only: the library ids the destination names
         (none without a destination object). None where choosing first does not apply: the
@@ -259,18 +293,32 @@ class Perception:
         return list(dict.fromkeys(self._phrase_ids(destination.target))) or None
 
     def _identify(self, clusters: list[Cluster], named: list[str] | None,
-                  regs: FrameRegistrations) -> list[SceneObject]:
+                  regs: FrameRegistrations,
+                  stop_early: frozenset[str] = frozenset()) -> list[SceneObject]:
         """Register clusters to models, then give each model to the cluster it fits best: a
         tabletop rarely holds two copies of one object, and a small model also fits part of
         a big object, so per-cluster maxima alone would label several clusters alike. A
-        second copy keeps the label only with a near-perfect fit (``duplicate_score``)."""
+        second copy keeps the label only with a near-perfect fit (``duplicate_score``).
+        ``stop_early``: named models registered nearest cluster first until a confident fit
+        (see ``PerceptionParams.first_confident``)."""
         p = self.params
         pairs: list[tuple[float, int, Match]] = []
+        nearest_first = sorted(range(len(clusters)), key=lambda c: float(np.hypot(
+            *(clusters[c].points[:, :2].min(axis=0) + clusters[c].points[:, :2].max(axis=0))
+            / 2)))
+        taken: set[int] = set()  # clusters a named model fits with a confident score
         for object_id in named if named is not None else self.library.ids:
-            for c, match in enumerate(regs.model_on_clusters(object_id)):
+            shortcut = p.first_confident and object_id in stop_early
+            matches = regs.model_on_clusters(
+                object_id, order=nearest_first if shortcut else None,
+                enough=p.confident_score if shortcut else None,
+                skip=taken if shortcut else None)
+            for c, match in enumerate(matches):
                 if match is not None and match.score >= p.accept_score and \
                         match.fitness >= p.accept_fitness:
                     pairs.append((match.score, c, match))
+                    if named is not None and match.score >= p.confident_score:
+                        taken.add(c)
         pairs.sort(key=lambda item: item[0], reverse=True)
         assigned: dict[int, Match] = {}
         used: set[str] = set()
@@ -373,7 +421,7 @@ class Perception:
                 parsed.object, [self._scene_object(c, None).candidate for c in clusters]) is None:
             first = None  # the attributes leave a tie that labels would break
         lazy = named if first is None else first  # models registered on every cluster
-        objects = self._identify(clusters, lazy, regs)
+        objects = self._identify(clusters, lazy, regs, self._unqualified_ids(parsed))
         lap("registration")
         candidates = [o.candidate for o in objects]
         selection = select_object(parsed, candidates, self.embedder)
