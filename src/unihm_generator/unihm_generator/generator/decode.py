@@ -57,12 +57,12 @@ def _swap(w: Tensor) -> Tensor:
 
 @dataclass
 class _Layer:
-    norm_in: Tensor     # (2H,) input RMSNorm weight, twice
+    norm_in: Tensor     # (2, H) input RMSNorm weight, twice
     qkv: Tensor         # (H, (heads + 2 kv) * D): q, k, v
     q_norm: Tensor      # (D,)
     k_norm: Tensor      # (D,)
     out: Tensor         # (heads * D, H)
-    norm_post: Tensor   # (2H,)
+    norm_post: Tensor   # (2, H)
     gate_up: Tensor     # (H, 2I)
     down: Tensor        # (I, H)
 
@@ -70,43 +70,92 @@ class _Layer:
 class FlatWeights:
     """The decoder's weights laid out for ``IncrementalDecoder`` (built from the live model)."""
 
-    def __init__(self, lm: nn.Module) -> None:
+    def __init__(self, lm: nn.Module, first_row: int = 0) -> None:
+        """``first_row``: the vocabulary rows from there on are the ones generation picks."""
         cfg = lm.config
         self.hidden = cfg.hidden_size
         self.heads, self.kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or self.hidden // self.heads
         self.eps = float(cfg.rms_norm_eps)
+        self.intermediate = cfg.intermediate_size
+        self.scale = self.head_dim ** -0.5
         d = self.head_dim
         self.layers: list[_Layer] = []
         for layer in lm.model.layers:
             att, mlp = layer.self_attn, layer.mlp
             qkv = torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight], 0)
             self.layers.append(_Layer(
-                norm_in=layer.input_layernorm.weight.repeat(2),
+                norm_in=layer.input_layernorm.weight.repeat(2, 1),
                 qkv=qkv.t().contiguous(),
                 q_norm=att.q_norm.weight, k_norm=att.k_norm.weight,
                 out=att.o_proj.weight.t().contiguous(),
-                norm_post=layer.post_attention_layernorm.weight.repeat(2),
+                norm_post=layer.post_attention_layernorm.weight.repeat(2, 1),
                 gate_up=torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], 0).t().contiguous(),
                 down=mlp.down_proj.weight.t().contiguous()))
-        self.norm = lm.model.norm.weight.repeat(2)
+        self.norm = lm.model.norm.weight.repeat(2, 1)
+        self.first_row = first_row
+        # the output rows that can be picked, transposed for the step's product, and their
+        # input embeddings as [e, -e]
+        self.head = lm.lm_head.weight[first_row:].t().contiguous()
+        self.inputs = augment(lm.get_input_embeddings().weight[first_row:]).contiguous()
+        self.owner = lm
+        self.rotary = lm.model.rotary_emb
+        self.rope: list[Tensor] = []                      # per layer (P, hq, 3, D)
+        self.rope_at: list[tuple[Tensor, ...]] = []       # the same, one view per position
+        self.params = list(lm.parameters())
+        self.key = self.version(self.params)
+
+    def rope_tables(self, positions: int) -> None:
+        """RoPE for positions [0, P >= ``positions``) with the q/k norm weights folded in.
+
+        The head norm runs on [h, -h] = [h1, h2, -h1, -h2] and yields [n, -n]; its windows
+        of width D at offsets 0, D/2 and D are n, [n2, -n1] and -n, so
+        ``rope(w * n) = n * (w cos) + [n2, -n1] * (-swap(w) sin) + (-n) * 0``: one weighted
+        sum over the three windows with these tables. Kept across generations (they depend
+        on the position only, like transformers' own cos/sin caches).
+        """
+        if self.rope and self.rope[0].shape[0] >= positions:
+            return
+        count = -(-positions // 64) * 64
+        weight = self.layers[0].qkv
+        probe = torch.zeros(1, dtype=weight.dtype, device=weight.device)
+        cos, sin = self.rotary(probe, torch.arange(count, device=weight.device)[None])
+        cos, sin = cos[0, :, None], sin[0, :, None]                       # (P, 1, D)
+        d, heads, kv = self.head_dim, self.heads, self.kv_heads
+        self.rope, self.rope_at = [], []
+        for layer in self.layers:
+            norms = torch.cat([layer.q_norm.expand(heads, d), layer.k_norm.expand(kv, d)])
+            table = torch.stack([cos * norms, sin * -_swap(norms),
+                                 torch.zeros_like(cos * norms)], 2)       # (P, hq, 3, D)
+            self.rope.append(table)
+            self.rope_at.append(table.unbind(0))
 
     @staticmethod
-    def key(lm: nn.Module) -> tuple[tuple[int, int], ...]:
-        """Identity and in-place version of every parameter: changes when training edits them."""
-        return tuple((p.data_ptr(), p._version) for p in lm.parameters())
+    def version(params: list[Tensor]) -> tuple[tuple[int, int], ...]:
+        """Storage and in-place version of every parameter: changes when they are edited."""
+        return tuple((p.data_ptr(), p._version) for p in params)
+
+    def current(self, lm: nn.Module, first_row: int = 0) -> bool:
+        """Whether these weights still are ``lm``'s (same parameters, none edited since)."""
+        return (self.owner is lm and self.first_row == first_row
+                and self.version(self.params) == self.key)
 
 
 def augment(x: Tensor) -> Tensor:
-    """``x -> [x, -x]`` along the last dimension (the residual stream's layout)."""
-    return torch.cat([x, -x], -1)
+    """``x -> [x, -x]`` stacked on a new second-to-last dimension (the residual's layout)."""
+    return torch.stack([x, -x], -2)
 
 
 class IncrementalDecoder:
     """Prefill once, then one position per ``step`` for every row of a left-padded batch.
 
     ``mask`` (B, T) marks the prefix's real positions (left padding is 0); ``positions``
-    (B, T + steps) are the RoPE positions of every column the generation will reach.
+    (B, T + steps) are the RoPE positions of every column the generation will reach. The
+    residual stream is (rows, 2, H) holding ``[x, -x]``.
+
+    A step issues ~21 tensor calls per layer; everything that can be is prepared here, in
+    bulk calls: the cache slot and RoPE table of every future column as ready views, scratch
+    buffers the step's products write into (``out=``), one attention bias per column.
     """
 
     def __init__(self, lm: nn.Module, weights: FlatWeights, mask: Tensor,
@@ -115,25 +164,59 @@ class IncrementalDecoder:
         b, t0 = mask.shape
         total = positions.shape[1]
         d, heads, kv = weights.head_dim, weights.heads, weights.kv_heads
-        self.batch, self.t = b, t0
+        hq, layers = heads + kv, len(weights.layers)
+        self.batch, self.t0, self.t = b, t0, t0
         dev = mask.device
-        # RoPE tables with the q/k norm weights and the rotate-half sign folded in. The head
-        # norm runs on [h, -h] = [h1, h2, -h1, -h2] and yields [n, -n]; its slice [D/2, 3D/2)
-        # is [n2, -n1], so rope(w * n) = n * (w cos) + [n2, -n1] * (-swap(w) sin).
-        probe = torch.zeros(1, dtype=torch.float32, device=dev)
-        cos, sin = lm.model.rotary_emb(probe, positions)          # (B, total, D)
-        self.cos: list[Tensor] = []
-        self.sin: list[Tensor] = []
-        for layer in weights.layers:
-            norms = torch.cat([layer.q_norm.expand(heads, d), layer.k_norm.expand(kv, d)])
-            self.cos.append((cos[:, :, None] * norms).contiguous())        # (B, total, hq, D)
-            self.sin.append((sin[:, :, None] * -_swap(norms)).contiguous())
         self.sign = torch.tensor([[1.0], [-1.0]], device=dev)
-        self.cache = torch.zeros(len(weights.layers), 2, b, kv, total, d, device=dev)
+        # caches, token-major: keys[l][b, c, j] is kv head j's key of column c
+        self.keys = torch.zeros(layers, b, total, kv, d, device=dev)
+        self.values = torch.zeros(layers, b, total, kv, d, device=dev)
         valid = mask.bool()
         self.padded = not bool(valid.all())
-        # keys a step may attend to: every real prefix column and every generated column
-        self.keys = torch.cat([valid, valid.new_ones(b, total - t0)], 1)[:, None, None]
+        self.valid = valid[:, None, None]
+        # RoPE operands (FlatWeights.rope_tables): without padding, column c is position c
+        # for every row; with it, each row's positions are gathered
+        weights.rope_tables(total)
+        self.rope_prefix: list[Tensor] = []    # per layer (B or 1, T, hq, 3, D)
+        rope_at: list[tuple[Tensor, ...]] = []
+        for i in range(layers):
+            if self.padded:
+                table = weights.rope[i][positions].transpose(0, 1)  # (total, B, hq, 3, D)
+                self.rope_prefix.append(table[:t0].transpose(0, 1))
+                rope_at.append(table)
+            else:
+                self.rope_prefix.append(weights.rope[i][:t0])
+                rope_at.append(weights.rope_at[i])
+        # scratch the step's products are written into, and fixed views of it
+        proj = torch.empty(b, hq * d + kv * d, device=dev)
+        signed = torch.empty(b, hq, 2, d, device=dev)
+        rot = torch.empty(b, hq, d, device=dev)
+        att = torch.empty(b, heads, d, device=dev)
+        upd = torch.empty(b, 1, weights.hidden, device=dev)
+        gu = torch.empty(b, 2 * weights.intermediate, device=dev)
+        inter = weights.intermediate
+        self.scratch = (proj, proj[:, : hq * d].view(b, hq, 1, d), proj[:, hq * d:].view(
+            b, kv, d), signed, signed.view(b, hq, 2 * d), rot, rot[:, :heads], rot[:, heads:],
+            att, att.view(b, heads * d), upd, upd.view(b, -1), gu, gu[:, :inter],
+            gu[:, inter:])
+        self.per_layer: list[tuple] = []
+        for i, layer in enumerate(weights.layers):
+            keys, values = self.keys[i], self.values[i]
+            self.per_layer.append((
+                layer.norm_in, layer.qkv, layer.out, layer.norm_post, layer.gate_up,
+                layer.down, rope_at[i], keys[:, t0:].unbind(1), values[:, t0:].unbind(1),
+                keys.view(b, total * kv, d).transpose(1, 2), values.view(b, total * kv, d)))
+        # a step attends with every query head to all kv heads' columns at once (one batched
+        # product per layer); this additive bias keeps a query head on its own kv head, on
+        # real prefix columns and on columns already written
+        own = (torch.arange(heads, device=dev) // (heads // kv))[:, None] == torch.arange(
+            kv, device=dev)                                        # (heads, kv)
+        seen = torch.arange(total, device=dev) <= torch.arange(t0, total, device=dev)[:, None]
+        real = torch.cat([valid, valid.new_ones(b, total - t0)], 1)         # (B, total)
+        allowed = (own[None, None, :, None, :] & seen[:, None, None, :, None]
+                   & real[None, :, None, :, None])          # (steps, B, heads, total, kv)
+        bias = torch.zeros(allowed.shape, device=dev).masked_fill_(~allowed, float("-inf"))
+        self.bias = bias.view(total - t0, b, heads, total * kv).unbind(0)
 
     def _attend_prefill(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         t = q.shape[2]
@@ -142,70 +225,65 @@ class IncrementalDecoder:
         causal = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
         eye = torch.eye(t, dtype=torch.bool, device=q.device)
         # a padding query sees only itself: no row is fully masked (no NaN in the cache)
-        allowed = causal & (self.keys[..., :t] | eye)
+        allowed = causal & (self.valid | eye)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, enable_gqa=True)
-
-    def _head_norm_rope(self, proj: Tensor, i: int, cols: slice | int) -> Tensor:
-        """q/k head RMSNorm and RoPE of (..., hq * D) projections -> (..., hq, D)."""
-        w = self.w
-        d, hq = w.head_dim, w.heads + w.kv_heads
-        lead = proj.shape[:-1]
-        qk = proj[..., : hq * d].view(*lead, hq, 1, d) * self.sign          # [h, -h]
-        qk = F.layer_norm(qk.view(*lead, hq, 2 * d), (2 * d,), None, None, w.eps)
-        return torch.addcmul(qk[..., :d] * self.cos[i][:, cols], qk[..., d // 2: d // 2 + d],
-                             self.sin[i][:, cols])
-
-    def _residual(self, x: Tensor, update: Tensor) -> Tensor:
-        """[x, -x] + [u, -u] in one operation."""
-        rows, h = update.shape
-        return torch.addcmul(x.view(rows, 2, h), update[:, None], self.sign).view(rows, 2 * h)
 
     def prefill(self, embeds: Tensor) -> Tensor:
         """(B, T, H) prefix embeddings -> (B, H) final hidden state of the last column."""
         w = self.w
         b, t, h = embeds.shape
         d, heads, kv = w.head_dim, w.heads, w.kv_heads
-        hq = heads + kv
-        x = augment(embeds).view(b * t, 2 * h)
+        hq, inter = heads + kv, w.intermediate
+        x = augment(embeds).view(b * t, 2, h)
         for i, layer in enumerate(w.layers):
-            y = F.layer_norm(x, (2 * h,), layer.norm_in, None, w.eps)[:, :h]
+            y = torch.layer_norm(x, (2, h), layer.norm_in, None, w.eps)[:, 0]
             proj = torch.mm(y, layer.qkv).view(b, t, -1)
-            rot = self._head_norm_rope(proj, i, slice(0, t))                # (B, T, hq, D)
-            k_cache, v_cache = self.cache[i, 0], self.cache[i, 1]
-            k_cache[:, :, :t] = rot[:, :, heads:].transpose(1, 2)
-            v_cache[:, :, :t] = proj[:, :, hq * d:].view(b, t, kv, d).transpose(1, 2)
+            qk = (proj[..., : hq * d].view(b, t, hq, 1, d) * self.sign).view(b, t, hq, 2 * d)
+            qk = torch.layer_norm(qk, (2 * d,), None, None, w.eps)
+            rot = torch.linalg.vecdot(qk.unfold(-1, d, d // 2), self.rope_prefix[i],
+                                      dim=-2)                               # (B, T, hq, D)
+            self.keys[i, :, :t] = rot[:, :, heads:]
+            self.values[i, :, :t] = proj[..., hq * d:].view(b, t, kv, d)
             att = self._attend_prefill(rot[:, :, :heads].transpose(1, 2),
-                                       k_cache[:, :, :t], v_cache[:, :, :t])
+                                       self.keys[i, :, :t].transpose(1, 2),
+                                       self.values[i, :, :t].transpose(1, 2))
             att = att.transpose(1, 2).reshape(b * t, heads * d)
-            x = self._residual(x, torch.mm(att, layer.out))
-            y = F.layer_norm(x, (2 * h,), layer.norm_post, None, w.eps)[:, :h]
-            gate, up = torch.mm(y, layer.gate_up).chunk(2, -1)
-            x = self._residual(x, torch.mm(F.silu(gate).mul_(up), layer.down))
-        last = x.view(b, t, 2 * h)[:, -1]
-        return F.layer_norm(last, (2 * h,), w.norm, None, w.eps)[:, :h]
+            x = torch.addcmul(x, torch.mm(att, layer.out).unsqueeze(1), self.sign)
+            y = torch.layer_norm(x, (2, h), layer.norm_post, None, w.eps)[:, 0]
+            gu = torch.mm(y, layer.gate_up)
+            act = F.silu(gu[:, :inter]).mul_(gu[:, inter:])
+            x = torch.addcmul(x, torch.mm(act, layer.down).unsqueeze(1), self.sign)
+        last = x.view(b, t, 2, h)[:, -1]
+        return torch.layer_norm(last, (2, h), w.norm, None, w.eps)[:, 0]
 
     def step(self, x: Tensor) -> Tensor:
-        """(B, 2H) next input in ``[x, -x]`` layout -> (B, H) final hidden state."""
+        """(B, 2, H) next input as ``[x, -x]`` -> (B, H) final hidden state.
+
+        Written out flat with prepared views: at this size Python's cost per tensor call is
+        a large share of a step.
+        """
         w = self.w
-        b, t = self.batch, self.t
-        h, d, heads, kv = w.hidden, w.head_dim, w.heads, w.kv_heads
-        hq = heads + kv
-        end = t + 1
-        keys = self.keys[..., :end] if self.padded else None
-        for i, layer in enumerate(w.layers):
-            y = F.layer_norm(x, (2 * h,), layer.norm_in, None, w.eps)[:, :h]
-            proj = torch.mm(y, layer.qkv)
-            rot = self._head_norm_rope(proj, i, t)                          # (B, hq, D)
-            cache = self.cache[i]
-            cache[0, :, :, t] = rot[:, heads:]
-            cache[1, :, :, t] = proj[:, hq * d:].view(b, kv, d)
-            # one query per row: the query heads sharing a key head are that head's queries
-            att = F.scaled_dot_product_attention(rot[:, :heads].view(b, kv, heads // kv, d),
-                                                 cache[0, :, :, :end], cache[1, :, :, :end],
-                                                 attn_mask=keys)
-            x = self._residual(x, torch.mm(att.view(b, heads * d), layer.out))
-            y = F.layer_norm(x, (2 * h,), layer.norm_post, None, w.eps)[:, :h]
-            gate, up = torch.mm(y, layer.gate_up).chunk(2, -1)
-            x = self._residual(x, torch.mm(F.silu(gate).mul_(up), layer.down))
-        self.t = end
-        return F.layer_norm(x, (2 * h,), w.norm, None, w.eps)[:, :h]
+        t, sign, eps, h = self.t, self.sign, w.eps, w.hidden
+        norm2, head2, d, half, scale = (2, h), (2 * w.head_dim,), w.head_dim, w.head_dim // 2, w.scale
+        (proj, qk_in, v_in, signed, signed_flat, rot, q, k, att, att_flat, upd, upd_flat, gu,
+         gate, up) = self.scratch
+        j = t - self.t0
+        bias = self.bias[j]
+        layer_norm, mm, addcmul, mul = torch.layer_norm, torch.mm, torch.addcmul, torch.mul
+        vecdot, baddbmm, bmm, silu = torch.linalg.vecdot, torch.baddbmm, torch.bmm, F.silu
+        for (norm_in, qkv, out, norm_post, gate_up, down, rope, k_at, v_at, keys_t,
+             values) in self.per_layer:
+            mm(layer_norm(x, norm2, norm_in, None, eps)[:, 0], qkv, out=proj)
+            mul(qk_in, sign, out=signed)                                      # [h, -h]
+            qk = layer_norm(signed_flat, head2, None, None, eps)              # [n, -n]
+            vecdot(qk.unfold(-1, d, half), rope[t], dim=-2, out=rot)
+            k_at[j].copy_(k)
+            v_at[j].copy_(v_in)
+            bmm(baddbmm(bias, q, keys_t, alpha=scale).softmax(-1), values, out=att)
+            mm(att_flat, out, out=upd_flat)
+            x = addcmul(x, upd, sign)
+            mm(layer_norm(x, norm2, norm_post, None, eps)[:, 0], gate_up, out=gu)
+            mm(silu(gate).mul_(up), down, out=upd_flat)
+            x = addcmul(x, upd, sign)
+        self.t += 1
+        return layer_norm(x, norm2, w.norm, None, eps)[:, 0]

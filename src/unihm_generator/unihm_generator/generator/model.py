@@ -252,12 +252,12 @@ class HandGenerator(nn.Module):
 
     def _flat_weights(self) -> FlatWeights:
         """The decoder's rearranged weights, rebuilt only after the parameters changed."""
-        key = FlatWeights.key(self.lm)
-        cached = self.__dict__.get("_flat")
-        if cached is None or cached[0] != key:
-            cached = (key, FlatWeights(self.lm))
-            self.__dict__["_flat"] = cached
-        return cached[1]
+        first = self.config.hand_offset
+        flat = self.__dict__.get("_flat")
+        if flat is None or not flat.current(self.lm, first):
+            flat = FlatWeights(self.lm, first)
+            self.__dict__["_flat"] = flat
+        return flat
 
     def _generate_incremental(self, embeds: Tensor, mask: Tensor, positions: Tensor,  # noqa: PLR0913, PLR0917
                               feats: Tensor, num: Tensor, n_max: int, feed_mask: bool,
@@ -277,10 +277,8 @@ class HandGenerator(nn.Module):
         every = torch.cat([positions, positions[:, -1:] + steps], 1)
         flat = self._flat_weights()
         dec = IncrementalDecoder(self.lm, flat, mask, every)
-        hand = self.embed.weight[cfg.hand_offset:]
-        head = self.lm.lm_head.weight[cfg.hand_offset:].t()
-        hand_in = augment(hand)
-        nxt = augment(feats[:, 1:])
+        head, hand_in = flat.head, flat.inputs                     # (H, codebook), (codebook, 2, H)
+        nxt = augment(feats[:, 1:])                                # (B, N - 1, 2, H)
         if feed_mask:
             nxt = nxt + augment(self._ids([cfg.structure_id("<|hand_mask|>")]))
         last = dec.prefill(embeds)
@@ -296,7 +294,7 @@ class HandGenerator(nn.Module):
             codes.append(code)
             if j == n_max - 1:
                 break
-            step = nxt[:, j] if feed_mask else F.embedding(code, hand_in).add_(nxt[:, j])
+            step = nxt[:, j] if feed_mask else hand_in.index_select(0, code).add_(nxt[:, j])
             last = dec.step(step)
             hiddens.append(last)
         wrists = self.wrist(torch.stack(hiddens, 1))
