@@ -228,8 +228,8 @@ class IncrementalDecoder:
         allowed = causal & (self.valid | eye)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, enable_gqa=True)
 
-    def prefill(self, embeds: Tensor) -> Tensor:
-        """(B, T, H) prefix embeddings -> (B, H) final hidden state of the last column."""
+    def prefill(self, embeds: Tensor, keep: int = 1) -> Tensor:
+        """(B, T, H) prefix embeddings -> (B, keep, H) final hidden states of the last columns."""
         w = self.w
         b, t, h = embeds.shape
         d, heads, kv = w.head_dim, w.heads, w.kv_heads
@@ -253,8 +253,8 @@ class IncrementalDecoder:
             gu = torch.mm(y, layer.gate_up)
             act = F.silu(gu[:, :inter]).mul_(gu[:, inter:])
             x = torch.addcmul(x, torch.mm(act, layer.down).unsqueeze(1), self.sign)
-        last = x.view(b, t, 2, h)[:, -1]
-        return torch.layer_norm(last, (2, h), w.norm, None, w.eps)[:, 0]
+        last = x.view(b, t, 2, h)[:, t - keep:]
+        return torch.layer_norm(last, (2, h), w.norm, None, w.eps)[:, :, 0]
 
     def step(self, x: Tensor) -> Tensor:
         """(B, 2, H) next input as ``[x, -x]`` -> (B, H) final hidden state.

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unihm_generator.generator.config import GeneratorConfig, GeneratorError
@@ -263,42 +262,56 @@ class HandGenerator(nn.Module):
                               feats: Tensor, num: Tensor, n_max: int, feed_mask: bool,
                               greedy: bool, temperature: float, top_k: int, top_p: float,
                               rng: torch.Generator | None) -> tuple[Tensor, Tensor]:
-        """The cached loop on ``IncrementalDecoder``: codes (B, N) and wrists (B, N, chunk, 9).
+        """The cached path on ``IncrementalDecoder``: codes (B, N), wrists (B, N, chunk, 9).
 
-        Same choices as the loop in ``generate``; what differs is only what never changes
-        within a generation being prepared once (cache, RoPE tables, hand-token rows, the
-        inputs of ``feed_mask``) and the wrist head running once on all slots at the end.
-        Greedy picks take the argmax over the hand-token logits only: the end token is
-        allowed only past a row's last token, whose choice is discarded.
+        Same choices as the loop in ``generate``; what differs is that what never changes
+        within a generation is prepared once (cache, RoPE tables, hand-token rows) and the
+        wrist head runs once on all slots at the end. Greedy picks take the argmax over the
+        hand-token logits only: the end token is allowed only past a row's last token, whose
+        choice is discarded. With ``feed_mask`` no input depends on a pick, so the whole
+        sequence runs in one pass.
         """
         cfg = self.config
         b_size = embeds.shape[0]
         steps = torch.arange(1, n_max, device=positions.device)
         every = torch.cat([positions, positions[:, -1:] + steps], 1)
         flat = self._flat_weights()
-        dec = IncrementalDecoder(self.lm, flat, mask, every)
-        head, hand_in = flat.head, flat.inputs                     # (H, codebook), (codebook, 2, H)
-        nxt = augment(feats[:, 1:])                                # (B, N - 1, 2, H)
+        head = flat.head                                           # (H, codebook)
+        sample = not (greedy or temperature <= 0)
+
+        def pick(hidden: Tensor, j: int) -> Tensor:
+            logits = self._allowed(self.logits(hidden).float(), j, num)
+            tok = self._pick(logits, greedy=False, temperature=temperature, top_k=top_k,
+                             top_p=top_p, rng=rng)
+            return (tok - cfg.hand_offset).clamp(0, cfg.codebook_size - 1)
+
         if feed_mask:
-            nxt = nxt + augment(self._ids([cfg.structure_id("<|hand_mask|>")]))
-        last = dec.prefill(embeds)
-        hiddens, codes = [last], []
-        for j in range(n_max):
-            if greedy or temperature <= 0:
-                code = torch.mm(last, head).argmax(-1)
+            # no slot's input depends on a generated token: one pass over the whole sequence
+            # gives every slot's hidden state (the picks below are made in the same order)
+            mask_row = self._ids([cfg.structure_id("<|hand_mask|>")])
+            dec = IncrementalDecoder(self.lm, flat, torch.cat(
+                [mask, mask.new_ones(b_size, n_max - 1)], 1), every)
+            hidden = dec.prefill(torch.cat([embeds, feats[:, 1:] + mask_row], 1), n_max)
+            if sample:
+                codes = torch.stack([pick(hidden[:, j], j) for j in range(n_max)], 1)
             else:
-                logits = self._allowed(self.logits(last).float(), j, num)
-                tok = self._pick(logits, greedy=False, temperature=temperature, top_k=top_k,
-                                 top_p=top_p, rng=rng)
-                code = (tok - cfg.hand_offset).clamp(0, cfg.codebook_size - 1)
-            codes.append(code)
-            if j == n_max - 1:
-                break
-            step = nxt[:, j] if feed_mask else hand_in.index_select(0, code).add_(nxt[:, j])
-            last = dec.step(step)
-            hiddens.append(last)
-        wrists = self.wrist(torch.stack(hiddens, 1))
-        return torch.stack(codes, 1), wrists.view(b_size, n_max, cfg.chunk, 9)
+                codes = torch.matmul(hidden, head).argmax(-1)
+        else:
+            dec = IncrementalDecoder(self.lm, flat, mask, every)
+            hand_in = flat.inputs                                  # (codebook, 2, H)
+            nxt = augment(feats[:, 1:]).unbind(1)                  # (B, 2, H) per slot
+            last = dec.prefill(embeds)[:, 0]
+            hiddens, picked = [last], []
+            for j in range(n_max):
+                code = pick(last, j) if sample else torch.mm(last, head).argmax(-1)
+                picked.append(code)
+                if j == n_max - 1:
+                    break
+                last = dec.step(hand_in.index_select(0, code).add_(nxt[j]))
+                hiddens.append(last)
+            codes, hidden = torch.stack(picked, 1), torch.stack(hiddens, 1)
+        wrists = self.wrist(hidden)
+        return codes, wrists.view(b_size, n_max, cfg.chunk, 9)
 
     @torch.no_grad()
     def generate(self, requests: Sequence[Request], *, use_cache: bool = True,
