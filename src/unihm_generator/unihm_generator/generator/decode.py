@@ -26,10 +26,12 @@ uses transformers' own cache.
 
 from __future__ import annotations
 
+import os
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -79,7 +81,6 @@ class FlatWeights:
         self.eps = float(cfg.rms_norm_eps)
         self.intermediate = cfg.intermediate_size
         self.scale = self.head_dim ** -0.5
-        d = self.head_dim
         self.layers: list[_Layer] = []
         for layer in lm.model.layers:
             att, mlp = layer.self_attn, layer.mlp
@@ -101,7 +102,6 @@ class FlatWeights:
         self.owner = lm
         self.rotary = lm.model.rotary_emb
         self.rope: list[Tensor] = []                      # per layer (P, hq, 3, D)
-        self.rope_at: list[tuple[Tensor, ...]] = []       # the same, one view per position
         self.params = list(lm.parameters())
         self.key = self.version(self.params)
 
@@ -122,13 +122,12 @@ class FlatWeights:
         cos, sin = self.rotary(probe, torch.arange(count, device=weight.device)[None])
         cos, sin = cos[0, :, None], sin[0, :, None]                       # (P, 1, D)
         d, heads, kv = self.head_dim, self.heads, self.kv_heads
-        self.rope, self.rope_at = [], []
+        self.rope = []
         for layer in self.layers:
             norms = torch.cat([layer.q_norm.expand(heads, d), layer.k_norm.expand(kv, d)])
             table = torch.stack([cos * norms, sin * -_swap(norms),
                                  torch.zeros_like(cos * norms)], 2)       # (P, hq, 3, D)
             self.rope.append(table)
-            self.rope_at.append(table.unbind(0))
 
     @staticmethod
     def version(params: list[Tensor]) -> tuple[tuple[int, int], ...]:
@@ -178,7 +177,7 @@ class IncrementalDecoder:
         # for every row; with it, each row's positions are gathered
         weights.rope_tables(total)
         self.rope_prefix: list[Tensor] = []    # per layer (B or 1, T, hq, 3, D)
-        rope_at: list[tuple[Tensor, ...]] = []
+        rope_at: list[Tensor] = []             # per layer, indexed by column
         for i in range(layers):
             if self.padded:
                 table = weights.rope[i][positions].transpose(0, 1)  # (total, B, hq, 3, D)
@@ -186,7 +185,7 @@ class IncrementalDecoder:
                 rope_at.append(table)
             else:
                 self.rope_prefix.append(weights.rope[i][:t0])
-                rope_at.append(weights.rope_at[i])
+                rope_at.append(weights.rope[i])                     # (P, hq, 3, D)
         # scratch the step's products are written into, and fixed views of it
         proj = torch.empty(b, hq * d + kv * d, device=dev)
         signed = torch.empty(b, hq, 2, d, device=dev)
@@ -195,17 +194,17 @@ class IncrementalDecoder:
         upd = torch.empty(b, 1, weights.hidden, device=dev)
         gu = torch.empty(b, 2 * weights.intermediate, device=dev)
         inter = weights.intermediate
-        self.scratch = (proj, proj[:, : hq * d].view(b, hq, 1, d), proj[:, hq * d:].view(
+        self.scratch = [proj, proj[:, : hq * d].view(b, hq, 1, d), proj[:, hq * d:].view(
             b, kv, d), signed, signed.view(b, hq, 2 * d), rot, rot[:, :heads], rot[:, heads:],
             att, att.view(b, heads * d), upd, upd.view(b, -1), gu, gu[:, :inter],
-            gu[:, inter:])
-        self.per_layer: list[tuple] = []
+            gu[:, inter:]]
+        self.per_layer: list[list[Tensor]] = []
         for i, layer in enumerate(weights.layers):
             keys, values = self.keys[i], self.values[i]
-            self.per_layer.append((
+            self.per_layer.append([
                 layer.norm_in, layer.qkv, layer.out, layer.norm_post, layer.gate_up,
-                layer.down, rope_at[i], keys[:, t0:].unbind(1), values[:, t0:].unbind(1),
-                keys.view(b, total * kv, d).transpose(1, 2), values.view(b, total * kv, d)))
+                layer.down, rope_at[i], keys, values,
+                keys.view(b, total * kv, d).transpose(1, 2), values.view(b, total * kv, d)])
         # a step attends with every query head to all kv heads' columns at once (one batched
         # product per layer); this additive bias keeps a query head on its own kv head, on
         # real prefix columns and on columns already written
@@ -216,17 +215,18 @@ class IncrementalDecoder:
         allowed = (own[None, None, :, None, :] & seen[:, None, None, :, None]
                    & real[None, :, None, :, None])          # (steps, B, heads, total, kv)
         bias = torch.zeros(allowed.shape, device=dev).masked_fill_(~allowed, float("-inf"))
-        self.bias = bias.view(total - t0, b, heads, total * kv).unbind(0)
+        self.bias = bias.view(total - t0, b, heads, total * kv)
 
     def _attend_prefill(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         t = q.shape[2]
+        attend = nn.functional.scaled_dot_product_attention
         if not self.padded:
-            return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+            return attend(q, k, v, is_causal=True, enable_gqa=True)
         causal = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
         eye = torch.eye(t, dtype=torch.bool, device=q.device)
         # a padding query sees only itself: no row is fully masked (no NaN in the cache)
         allowed = causal & (self.valid | eye)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, enable_gqa=True)
+        return attend(q, k, v, attn_mask=allowed, enable_gqa=True)
 
     def prefill(self, embeds: Tensor, keep: int = 1) -> Tensor:
         """(B, T, H) prefix embeddings -> (B, keep, H) final hidden states of the last columns."""
@@ -251,39 +251,100 @@ class IncrementalDecoder:
             x = torch.addcmul(x, torch.mm(att, layer.out).unsqueeze(1), self.sign)
             y = torch.layer_norm(x, (2, h), layer.norm_post, None, w.eps)[:, 0]
             gu = torch.mm(y, layer.gate_up)
-            act = F.silu(gu[:, :inter]).mul_(gu[:, inter:])
+            act = nn.functional.silu(gu[:, :inter]).mul_(gu[:, inter:])
             x = torch.addcmul(x, torch.mm(act, layer.down).unsqueeze(1), self.sign)
         last = x.view(b, t, 2, h)[:, t - keep:]
         return torch.layer_norm(last, (2, h), w.norm, None, w.eps)[:, :, 0]
 
     def step(self, x: Tensor) -> Tensor:
-        """(B, 2, H) next input as ``[x, -x]`` -> (B, H) final hidden state.
-
-        Written out flat with prepared views: at this size Python's cost per tensor call is
-        a large share of a step.
-        """
-        w = self.w
-        t, sign, eps, h = self.t, self.sign, w.eps, w.hidden
-        norm2, head2, d, half, scale = (2, h), (2 * w.head_dim,), w.head_dim, w.head_dim // 2, w.scale
-        (proj, qk_in, v_in, signed, signed_flat, rot, q, k, att, att_flat, upd, upd_flat, gu,
-         gate, up) = self.scratch
-        j = t - self.t0
-        bias = self.bias[j]
-        layer_norm, mm, addcmul, mul = torch.layer_norm, torch.mm, torch.addcmul, torch.mul
-        vecdot, baddbmm, bmm, silu = torch.linalg.vecdot, torch.baddbmm, torch.bmm, F.silu
-        for (norm_in, qkv, out, norm_post, gate_up, down, rope, k_at, v_at, keys_t,
-             values) in self.per_layer:
-            mm(layer_norm(x, norm2, norm_in, None, eps)[:, 0], qkv, out=proj)
-            mul(qk_in, sign, out=signed)                                      # [h, -h]
-            qk = layer_norm(signed_flat, head2, None, None, eps)              # [n, -n]
-            vecdot(qk.unfold(-1, d, half), rope[t], dim=-2, out=rot)
-            k_at[j].copy_(k)
-            v_at[j].copy_(v_in)
-            bmm(baddbmm(bias, q, keys_t, alpha=scale).softmax(-1), values, out=att)
-            mm(att_flat, out, out=upd_flat)
-            x = addcmul(x, upd, sign)
-            mm(layer_norm(x, norm2, norm_post, None, eps)[:, 0], gate_up, out=gu)
-            mm(silu(gate).mul_(up), down, out=upd_flat)
-            x = addcmul(x, upd, sign)
+        """(B, 2, H) next input as ``[x, -x]`` -> (B, H) final hidden state."""
+        t = self.t
         self.t += 1
-        return layer_norm(x, norm2, w.norm, None, eps)[:, 0]
+        return _step_layers(x, t, self.per_layer, self.scratch, self.bias[t - self.t0],
+                            self.sign, self.w.norm, self.w.eps, self.w.scale)
+
+    def greedy(self, last: Tensor, inputs: Tensor, head: Tensor,
+               count: int) -> tuple[Tensor, Tensor]:
+        """Greedy picks of ``count`` slots from the prefill's last hidden state ``last``.
+
+        ``inputs`` (B, count - 1, 2, H) are the parts of the next slots' inputs that do not
+        depend on the pick; ``head`` (H, V) the pickable rows' output weights, whose index v
+        feeds ``table[v]`` back. Returns picks (B, count) and hidden states (B, count, H).
+        """
+        codes, hidden = _greedy_runner()(last, inputs, head, self.w.inputs, self.per_layer,
+                                         self.scratch, self.bias, self.sign, self.w.norm,
+                                         self.t, count, self.w.eps, self.w.scale)
+        self.t += count - 1
+        return codes, hidden
+
+
+def _step_layers(x: Tensor, t: int, layers: list[list[Tensor]], scratch: list[Tensor],  # noqa: PLR0917
+                 bias: Tensor, sign: Tensor, norm: Tensor, eps: float, scale: float) -> Tensor:
+    """One column through every layer (see ``IncrementalDecoder``); returns the final norm.
+
+    Written out flat with prepared views and ``out=`` buffers: at this size the cost of each
+    tensor call, not arithmetic, dominates a step. Also compiled by TorchScript
+    (``_greedy_runner``), so only TorchScript-compatible Python here.
+    """
+    (proj, qk_in, v_in, signed, signed_flat, rot, q, k, att, att_flat, upd, upd_flat, gu,
+     gate, up) = (scratch[0], scratch[1], scratch[2], scratch[3], scratch[4], scratch[5],
+                  scratch[6], scratch[7], scratch[8], scratch[9], scratch[10], scratch[11],
+                  scratch[12], scratch[13], scratch[14])
+    h, d = x.shape[-1], rot.shape[-1]
+    for layer in layers:
+        torch.mm(torch.layer_norm(x, [2, h], layer[0], None, eps)[:, 0], layer[1], out=proj)
+        torch.mul(qk_in, sign, out=signed)                                    # [h, -h]
+        qk = torch.layer_norm(signed_flat, [2 * d], None, None, eps)          # [n, -n]
+        torch.linalg.vecdot(qk.unfold(-1, d, d // 2), layer[6][t], dim=-2, out=rot)
+        layer[7].select(1, t).copy_(k)
+        layer[8].select(1, t).copy_(v_in)
+        torch.bmm(torch.baddbmm(bias, q, layer[9], alpha=scale).softmax(-1), layer[10],
+                  out=att)
+        torch.mm(att_flat, layer[2], out=upd_flat)
+        x = torch.addcmul(x, upd, sign)
+        torch.mm(torch.layer_norm(x, [2, h], layer[3], None, eps)[:, 0], layer[4], out=gu)
+        torch.mm(nn.functional.silu(gate).mul_(up), layer[5], out=upd_flat)
+        x = torch.addcmul(x, upd, sign)
+    return torch.layer_norm(x, [2, h], norm, None, eps)[:, 0]
+
+
+def _greedy_steps(last: Tensor, inputs: Tensor, head: Tensor, table: Tensor,  # noqa: PLR0917
+                  layers: list[list[Tensor]], scratch: list[Tensor], bias: Tensor,
+                  sign: Tensor, norm: Tensor, t0: int, count: int, eps: float,
+                  scale: float) -> tuple[Tensor, Tensor]:
+    """The greedy loop of ``IncrementalDecoder.greedy`` (one call for all steps)."""
+    codes: list[Tensor] = []
+    hidden: list[Tensor] = [last]
+    for j in range(count):
+        code = torch.mm(last, head).argmax(-1)
+        codes.append(code)
+        if j == count - 1:
+            break
+        x = table.index_select(0, code).add_(inputs[:, j])
+        last = _step_layers(x, t0 + j, layers, scratch, bias[j], sign, norm, eps, scale)
+        hidden.append(last)
+    return torch.stack(codes, 1), torch.stack(hidden, 1)
+
+
+_RUNNER: list[Callable[..., tuple[Tensor, Tensor]]] = []
+
+
+def _greedy_runner() -> Callable[..., tuple[Tensor, Tensor]]:
+    """``_greedy_steps`` compiled by TorchScript once per process (~0.1 s), else as is.
+
+    Why: the loop issues ~90 small tensor calls per step; run by TorchScript's interpreter
+    they skip Python's argument handling (~15-20% of a step here, measured). Same kernels,
+    same results. TorchScript is deprecated upstream: where it is missing or fails, the
+    plain function runs.
+    """
+    if not _RUNNER:
+        runner: Callable[..., tuple[Tensor, Tensor]] = _greedy_steps
+        if os.environ.get("UNIHM_NO_TORCHSCRIPT", "") in ("", "0"):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    runner = torch.jit.script(_greedy_steps)
+            except Exception:  # noqa: BLE001 - any scripting failure: run the plain function
+                runner = _greedy_steps
+        _RUNNER.append(runner)
+    return _RUNNER[0]

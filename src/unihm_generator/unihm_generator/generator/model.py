@@ -258,7 +258,7 @@ class HandGenerator(nn.Module):
             self.__dict__["_flat"] = flat
         return flat
 
-    def _generate_incremental(self, embeds: Tensor, mask: Tensor, positions: Tensor,  # noqa: PLR0913, PLR0917
+    def _generate_incremental(self, embeds: Tensor, mask: Tensor, positions: Tensor,  # noqa: PLR0917
                               feats: Tensor, num: Tensor, n_max: int, feed_mask: bool,
                               greedy: bool, temperature: float, top_k: int, top_p: float,
                               rng: torch.Generator | None) -> tuple[Tensor, Tensor]:
@@ -298,18 +298,20 @@ class HandGenerator(nn.Module):
                 codes = torch.matmul(hidden, head).argmax(-1)
         else:
             dec = IncrementalDecoder(self.lm, flat, mask, every)
-            hand_in = flat.inputs                                  # (codebook, 2, H)
-            nxt = augment(feats[:, 1:]).unbind(1)                  # (B, 2, H) per slot
+            nxt = augment(feats[:, 1:])                            # (B, N - 1, 2, H)
             last = dec.prefill(embeds)[:, 0]
-            hiddens, picked = [last], []
-            for j in range(n_max):
-                code = pick(last, j) if sample else torch.mm(last, head).argmax(-1)
-                picked.append(code)
-                if j == n_max - 1:
-                    break
-                last = dec.step(hand_in.index_select(0, code).add_(nxt[j]))
-                hiddens.append(last)
-            codes, hidden = torch.stack(picked, 1), torch.stack(hiddens, 1)
+            if not sample:
+                codes, hidden = dec.greedy(last, nxt, head, n_max)
+            else:
+                hand_in = flat.inputs                              # (codebook, 2, H)
+                hiddens, picked = [last], []
+                for j in range(n_max):
+                    picked.append(pick(last, j))
+                    if j == n_max - 1:
+                        break
+                    last = dec.step(hand_in.index_select(0, picked[-1]).add_(nxt[:, j]))
+                    hiddens.append(last)
+                codes, hidden = torch.stack(picked, 1), torch.stack(hiddens, 1)
         wrists = self.wrist(hidden)
         return codes, wrists.view(b_size, n_max, cfg.chunk, 9)
 
