@@ -194,17 +194,17 @@ class IncrementalDecoder:
         upd = torch.empty(b, 1, weights.hidden, device=dev)
         gu = torch.empty(b, 2 * weights.intermediate, device=dev)
         inter = weights.intermediate
-        self.scratch = [proj, proj[:, : hq * d].view(b, hq, 1, d), proj[:, hq * d:].view(
-            b, kv, d), signed, signed.view(b, hq, 2 * d), rot, rot[:, :heads], rot[:, heads:],
-            att, att.view(b, heads * d), upd, upd.view(b, -1), gu, gu[:, :inter],
-            gu[:, inter:]]
-        self.per_layer: list[list[Tensor]] = []
+        self.scratch: _Scratch = (
+            proj, proj[:, : hq * d].view(b, hq, 1, d), proj[:, hq * d:].view(b, kv, d), signed,
+            signed.view(b, hq, 2 * d), rot, rot[:, :heads], rot[:, heads:], att,
+            att.view(b, heads * d), upd, upd.view(b, -1), gu, gu[:, :inter], gu[:, inter:])
+        self.per_layer: list[_LayerOperands] = []
         for i, layer in enumerate(weights.layers):
             keys, values = self.keys[i], self.values[i]
-            self.per_layer.append([
+            self.per_layer.append((
                 layer.norm_in, layer.qkv, layer.out, layer.norm_post, layer.gate_up,
                 layer.down, rope_at[i], keys, values,
-                keys.view(b, total * kv, d).transpose(1, 2), values.view(b, total * kv, d)])
+                keys.view(b, total * kv, d).transpose(1, 2), values.view(b, total * kv, d)))
         # a step attends with every query head to all kv heads' columns at once (one batched
         # product per layer); this additive bias keeps a query head on its own kv head, on
         # real prefix columns and on columns already written
@@ -261,7 +261,8 @@ class IncrementalDecoder:
         t = self.t
         self.t += 1
         return _step_layers(x, t, self.per_layer, self.scratch, self.bias[t - self.t0],
-                            self.sign, self.w.norm, self.w.eps, self.w.scale)
+                            self.sign, self.w.norm, [self.w.hidden, self.w.head_dim],
+                            self.w.eps, self.w.scale)
 
     def greedy(self, last: Tensor, inputs: Tensor, head: Tensor,
                count: int) -> tuple[Tensor, Tensor]:
@@ -278,50 +279,61 @@ class IncrementalDecoder:
         return codes, hidden
 
 
-def _step_layers(x: Tensor, t: int, layers: list[list[Tensor]], scratch: list[Tensor],  # noqa: PLR0917
-                 bias: Tensor, sign: Tensor, norm: Tensor, eps: float, scale: float) -> Tensor:
+# TorchScript needs fixed-length tuples (one unpacking instruction instead of one per item)
+_LayerOperands = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
+                       Tensor, Tensor]
+_Scratch = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
+                 Tensor, Tensor, Tensor, Tensor, Tensor]
+
+
+def _step_layers(x: Tensor, t: int, layers: list[_LayerOperands], scratch: _Scratch,  # noqa: PLR0917
+                 bias: Tensor, sign: Tensor, norm: Tensor, shapes: list[int], eps: float,
+                 scale: float) -> Tensor:
     """One column through every layer (see ``IncrementalDecoder``); returns the final norm.
 
     Written out flat with prepared views and ``out=`` buffers: at this size the cost of each
     tensor call, not arithmetic, dominates a step. Also compiled by TorchScript
-    (``_greedy_runner``), so only TorchScript-compatible Python here.
+    (``_greedy_runner``), so only TorchScript-compatible Python here. ``shapes``: hidden
+    size, head size.
     """
     (proj, qk_in, v_in, signed, signed_flat, rot, q, k, att, att_flat, upd, upd_flat, gu,
-     gate, up) = (scratch[0], scratch[1], scratch[2], scratch[3], scratch[4], scratch[5],
-                  scratch[6], scratch[7], scratch[8], scratch[9], scratch[10], scratch[11],
-                  scratch[12], scratch[13], scratch[14])
-    h, d = x.shape[-1], rot.shape[-1]
-    for layer in layers:
-        torch.mm(torch.layer_norm(x, [2, h], layer[0], None, eps)[:, 0], layer[1], out=proj)
+     gate, up) = scratch
+    h, d = shapes[0], shapes[1]
+    norm2, head2, half = [2, h], [2 * d], d // 2
+    for (norm_in, qkv, out, norm_post, gate_up, down, rope, keys, values, keys_t,
+         values_flat) in layers:
+        torch.mm(torch.layer_norm(x, norm2, norm_in, None, eps)[:, 0], qkv, out=proj)
         torch.mul(qk_in, sign, out=signed)                                    # [h, -h]
-        qk = torch.layer_norm(signed_flat, [2 * d], None, None, eps)          # [n, -n]
-        torch.linalg.vecdot(qk.unfold(-1, d, d // 2), layer[6][t], dim=-2, out=rot)
-        layer[7].select(1, t).copy_(k)
-        layer[8].select(1, t).copy_(v_in)
-        torch.bmm(torch.baddbmm(bias, q, layer[9], alpha=scale).softmax(-1), layer[10],
+        qk = torch.layer_norm(signed_flat, head2, None, None, eps)            # [n, -n]
+        torch.linalg.vecdot(qk.unfold(-1, d, half), rope[t], dim=-2, out=rot)
+        keys.select(1, t).copy_(k)
+        values.select(1, t).copy_(v_in)
+        torch.bmm(torch.baddbmm(bias, q, keys_t, alpha=scale).softmax(-1), values_flat,
                   out=att)
-        torch.mm(att_flat, layer[2], out=upd_flat)
+        torch.mm(att_flat, out, out=upd_flat)
         x = torch.addcmul(x, upd, sign)
-        torch.mm(torch.layer_norm(x, [2, h], layer[3], None, eps)[:, 0], layer[4], out=gu)
-        torch.mm(nn.functional.silu(gate).mul_(up), layer[5], out=upd_flat)
+        torch.mm(torch.layer_norm(x, norm2, norm_post, None, eps)[:, 0], gate_up, out=gu)
+        torch.mm(nn.functional.silu(gate).mul_(up), down, out=upd_flat)
         x = torch.addcmul(x, upd, sign)
-    return torch.layer_norm(x, [2, h], norm, None, eps)[:, 0]
+    return torch.layer_norm(x, norm2, norm, None, eps)[:, 0]
 
 
 def _greedy_steps(last: Tensor, inputs: Tensor, head: Tensor, table: Tensor,  # noqa: PLR0917
-                  layers: list[list[Tensor]], scratch: list[Tensor], bias: Tensor,
+                  layers: list[_LayerOperands], scratch: _Scratch, bias: Tensor,
                   sign: Tensor, norm: Tensor, t0: int, count: int, eps: float,
                   scale: float) -> tuple[Tensor, Tensor]:
     """The greedy loop of ``IncrementalDecoder.greedy`` (one call for all steps)."""
     codes: list[Tensor] = []
     hidden: list[Tensor] = [last]
+    shapes = [last.shape[-1], scratch[5].shape[-1]]
     for j in range(count):
         code = torch.mm(last, head).argmax(-1)
         codes.append(code)
         if j == count - 1:
             break
         x = table.index_select(0, code).add_(inputs[:, j])
-        last = _step_layers(x, t0 + j, layers, scratch, bias[j], sign, norm, eps, scale)
+        last = _step_layers(x, t0 + j, layers, scratch, bias[j], sign, norm, shapes, eps,
+                            scale)
         hidden.append(last)
     return torch.stack(codes, 1), torch.stack(hidden, 1)
 
