@@ -9,6 +9,7 @@ camera missing or stale) without a second copy of the models.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections import deque
@@ -275,13 +276,18 @@ def _rss_mb() -> float:
     raise RuntimeError("no VmRSS")
 
 
-@pytest.mark.xfail(strict=True, reason="known: the in-process graph grows about 2.7 MB per "
-                   "plan-only goal (measured 1651 -> 1761 MB over goals 10-50); not yet found")
+@pytest.mark.xfail(strict=True, reason="known: after the malloc arena cap the in-process graph "
+                   "still grows about 0.6 MB per plan-only goal (1433, 1446, 1458 MB after "
+                   "goals 10, 30, 50); the source is not yet found")
 def test_fifty_sequential_goals_keep_memory_flat(graph: Graph) -> None:
-    rss = []
+    rss: list[float] = []
     for i in range(50):
         out = graph.client.send(INSTRUCTION, timeout=60.0)
         assert out["success"], (i, out["message"])
-        if i in (9, 49):
+        if i in (9, 29, 49):
+            time.sleep(11.0)  # the server forgets results after 10 s
+            gc.collect()
             rss.append(_rss_mb())
-    assert rss[1] - rss[0] < 40.0, f"memory grew from {rss[0]:.0f} MB to {rss[1]:.0f} MB"
+    print(f"resident memory after goals 10, 30, 50: {[round(r) for r in rss]} MB")
+    # 40 goals: flat within 20 MB (before the malloc arena cap: +110 MB, now about +25 MB)
+    assert rss[-1] - rss[0] < 20.0, f"memory grew from {rss[0]:.0f} MB to {rss[-1]:.0f} MB"

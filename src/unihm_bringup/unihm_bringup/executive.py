@@ -147,7 +147,7 @@ class Executive(Node):
                                    execute_callback=self._execute,
                                    goal_callback=self._on_goal,
                                    cancel_callback=lambda _: CancelResponse.ACCEPT,
-                                   callback_group=group, result_timeout=30)
+                                   callback_group=group, result_timeout=10)
         self.get_logger().info(f"ready: {self.p['action_name']}, arm {self.p['arm_action']}, hand "
                                f"{self.p['hand_action']}, default hands "
                                f"{self.p['default_hands']}")

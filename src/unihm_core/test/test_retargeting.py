@@ -114,9 +114,11 @@ def test_mediapipe_sequence(hand_id: str, mediapipe: dict[str, np.ndarray]) -> N
     assert 0 < summary["mean_pct"] < 60  # panda: its pads sit where no human tip is
 
 
-def test_xhand_speed(mediapipe: dict[str, np.ndarray]) -> None:
+def test_xhand_reports_its_speed(mediapipe: dict[str, np.ndarray]) -> None:
+    # the speed itself is measured by `unihm bench kinematics`, not asserted on a shared machine
     result = Retargeter("xhand_right").retarget(mediapipe["joints_21"][:200])
-    assert result.fps > 250  # ~700-1200 frames/s measured; loose for loaded test machines
+    assert result.optimizer_seconds > 0
+    assert result.fps == pytest.approx(200 / result.optimizer_seconds)
 
 
 def test_left_hand_from_right_data_mirrors(mediapipe: dict[str, np.ndarray]) -> None:

@@ -33,6 +33,9 @@ def isolated_ros_environment(pid: int | None = None) -> dict[str, str]:
 
 
 def pytest_configure(config: object) -> None:  # pytest hook
+    from unihm_core.process import limit_malloc_arenas
+
+    limit_malloc_arenas()  # as early as possible: before torch and the nodes start threads
     os.environ.update(isolated_ros_environment())
     os.environ.pop("ROS_LOCALHOST_ONLY", None)  # deprecated in Jazzy, conflicts with the range
 

@@ -19,6 +19,8 @@ from rclpy.qos import (
 )
 from rclpy.signals import SignalHandlerOptions
 
+from unihm_core.process import limit_malloc_arenas
+
 SENSOR_QOS: QoSProfile = qos_profile_sensor_data
 """Camera topics: best effort, keep last 5 (what camera drivers publish with)."""
 
@@ -36,7 +38,6 @@ STATE_QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
 
 NodeFactory = Callable[[], Node]
 
-
 def spin_nodes(factories: Sequence[NodeFactory], *, args: list[str] | None = None,
                threads: int = 16, ready: Callable[[list[Node]], None] | None = None
                ) -> int:
@@ -47,6 +48,7 @@ def spin_nodes(factories: Sequence[NodeFactory], *, args: list[str] | None = Non
     Returns the process exit code. ``threads`` is not a CPU count: action servers block a
     thread for a whole goal, so several nodes in one process need more threads than cores.
     """
+    limit_malloc_arenas()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     executor = MultiThreadedExecutor(num_threads=threads)
