@@ -40,6 +40,75 @@ Result = Manipulate.Result
 INSTRUCTION = "pick up the mustard bottle"
 
 
+CORRUPTIONS = ("jump", "far", "flip", "hand_out", "nan", "time", "freeze", "none")
+
+
+class CorruptingRefiner(Node):
+    """Stands where the refiner is and returns the generated motion damaged in one of several
+    ways per call (fault injection for the executive's validation)."""
+
+    def __init__(self) -> None:
+        super().__init__("unihm_corrupting_refiner")
+        from unihm_msgs.srv import Refine
+
+        self.calls = 0
+        self.create_service(Refine, "/unihm/refine_bad", self._on_refine)
+
+    def _on_refine(self, request: Any, response: Any) -> Any:
+        kind = CORRUPTIONS[self.calls % len(CORRUPTIONS)]
+        self.calls += 1
+        for traj in request.trajectories:
+            _damage(kind, traj)
+            response.trajectories.append(traj)
+        response.success, response.message = True, f"corrupted: {kind}"
+        return response
+
+
+def _damage(kind: str, traj: Any) -> None:
+    from builtin_interfaces.msg import Duration
+
+    points, poses = traj.joint_trajectory.points, traj.wrist_poses
+    i = len(points) // 2
+    for pose in poses[i:]:
+        if kind == "jump":
+            pose.position.x += 0.25
+        elif kind == "far":
+            pose.position.z += 2.0
+        elif kind == "flip":
+            q = pose.orientation
+            q.x, q.y, q.z, q.w = q.w, -q.z, q.y, -q.x
+    for p in points[i:]:
+        if kind == "hand_out":
+            p.positions[0] += 5.0
+        elif kind == "freeze":  # every finger jumps by 1.2 rad in one frame
+            p.positions = [v + 1.2 for v in p.positions]
+    if kind == "nan":
+        points[i].positions[1] = float("nan")
+    elif kind == "time":
+        points[i].time_from_start = Duration(sec=0, nanosec=0)
+
+
+class SpyDriver(Node):
+    """A FollowJointTrajectory server that records every trajectory it is sent and succeeds."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unihm_spy_{name}")
+        from rclpy.action import ActionServer
+
+        from control_msgs.action import FollowJointTrajectory
+
+        self.received: list[Any] = []
+        self._server = ActionServer(self, FollowJointTrajectory,
+                                    f"/{name}/follow_joint_trajectory", self._execute)
+
+    def _execute(self, handle: Any) -> Any:
+        from control_msgs.action import FollowJointTrajectory
+
+        self.received.append(handle.request.trajectory)
+        handle.succeed()
+        return FollowJointTrajectory.Result(error_code=0)
+
+
 def _extra_nodes(graph: InProcessGraph) -> list[Node]:
     """Executives and perception nodes on their own names for the failure cases."""
     from unihm_bringup.drivers.sim_driver import make_node as make_driver
@@ -63,6 +132,13 @@ def _extra_nodes(graph: InProcessGraph) -> list[Node]:
                            "service": "/unihm/perceive_nocam", "color_topic": "/nocam/color",
                            "depth_topic": "/nocam/depth", "camera_info_topic": "/nocam/info",
                            "frame_wait_s": 0.5})),
+        Executive(node_name="unihm_executive_flood", parameter_overrides=ros_parameters({
+            "action_name": "/unihm/manipulate_flood", "refine_service": "/unihm/refine_bad",
+            "arm_action": "/flood_arm/follow_joint_trajectory",
+            "hand_action": "/flood_hand/follow_joint_trajectory"})),
+        CorruptingRefiner(),
+        SpyDriver("flood_arm"),
+        SpyDriver("flood_hand"),
         PerceptionNode(node_name="unihm_perception_stale", perception=shared,
                        parameter_overrides=ros_parameters({"service": "/unihm/perceive_stale",
                                                            "max_frame_age_s": 1e-4,
@@ -267,6 +343,30 @@ def test_missing_and_stale_camera_data_are_reported(graph: Graph) -> None:
     assert not stale.success and "stale camera data" in stale.message
     fresh = graph.perceive("/unihm/perceive")
     assert fresh.success and fresh.object.object_id == "006_mustard_bottle"
+
+
+def test_a_flood_of_bad_trajectories_never_reaches_a_driver(graph: Graph) -> None:
+    graph.home()
+    client = ManipulateClient("unihm_test_client_flood", "/unihm/manipulate_flood")
+    outcomes = []
+    try:
+        for _ in range(2 * len(CORRUPTIONS)):
+            out = client.send(INSTRUCTION, execute=True, timeout=60.0)
+            outcomes.append((out["error_code"], out["message"][:80]))
+    finally:
+        client.close()
+    refused = sum(code == Result.VALIDATION_FAILED for code, _ in outcomes)
+    assert refused >= 2 * 5, outcomes  # jump/far/nan/time/... are refused every time
+    arm_spy = graph["unihm_spy_flood_arm"]
+    hand_spy = graph["unihm_spy_flood_hand"]
+    arm_limits, hand_limits = Limits.from_arm("franka_panda"), Limits.from_hand("xhand_right")
+    for traj, limits in [*((t, arm_limits) for t in arm_spy.received),
+                         *((t, hand_limits) for t in hand_spy.received)]:
+        m = motion_from_joint_trajectory(traj, "sent")
+        problems = validate_joint_trajectory(m.names, m.times, m.positions, m.velocities,
+                                             m.accelerations, limits, None)
+        assert problems == [], problems[:3]
+    assert len(arm_spy.received) == len(hand_spy.received)
 
 
 def _rss_mb() -> float:
