@@ -1,27 +1,29 @@
 """Incremental decoding of the Qwen3 decoder with a preallocated KV cache.
 
-Why this exists: the tiny generator's step at ~100 positions costs a few microseconds of
-arithmetic per operation but transformers' forward issues ~30 small operations per layer
-through several Python module layers, builds a causal mask and position embeddings per call
-and grows a ``DynamicCache`` by concatenation. Profiled, that overhead made a cached step
-(~2 ms) nearly as slow as re-running the whole sequence. This module runs the same
-arithmetic (same weights, same RMSNorm / RoPE / GQA attention semantics) with every
-per-generation constant built once:
+Why this exists: the tiny generator's step costs a few microseconds of arithmetic per
+operation, but transformers' forward issues ~30 small operations per layer through several
+Python module layers, builds a causal mask and position embeddings per call and grows a
+``DynamicCache`` by concatenation. Profiled, that overhead made a cached step (~2 ms) nearly
+as slow as re-running the whole sequence. This module runs the same arithmetic (same weights,
+same RMSNorm / RoPE / GQA attention semantics) with everything that does not change within a
+generation built once:
 
-* the key/value cache is allocated for the whole generation and written in place;
-* RoPE cos/sin tables for every position of every row are computed once, with the q/k norm
-  weights and the rotate-half sign folded in (``rope(w * n) = n * (w cos) +
-  rot(n) * (swap(w) sin)``), so RoPE is one multiply and one sum per step;
-* q, k, v and the rotated copies of q and k come out of one matrix product;
+* the key/value cache is allocated for the whole generation and written in place; scratch
+  buffers take the step's products (``out=``);
+* q, k and v come out of one matrix product, gate and up out of another;
 * every RMSNorm is one ``layer_norm`` call: the residual stream is kept as ``[x, -x]``, whose
   mean is zero and whose variance is ``mean(x^2)``, so ``layer_norm([x, -x], eps)`` starts
-  with ``x * rsqrt(mean(x^2) + eps)`` (the q/k head norms use ``[h, -swap(h)]`` the same
-  way); the projections that write the residual stream carry ``[W, -W]``.
+  with ``x * rsqrt(mean(x^2) + eps)``; the q/k head norms run on ``[h, -h]`` the same way;
+* RoPE tables per position carry the q/k norm weights and the rotate-half sign, so RoPE is one
+  weighted sum over three windows of the head norm's output (``FlatWeights.rope_tables``);
+* a step attends with all query heads to all cached columns in one batched product, an
+  additive bias per column keeping each head on its kv head and on columns already written;
+* the greedy loop runs as one TorchScript call (``_greedy_runner``).
 
-Outputs agree with transformers' forward up to float rounding; the tests compare generated
-tokens with the full re-run. Only float32 weights without autocast and the plain Qwen3 layout
-(no attention bias, no sliding window, default RoPE) qualify (``supported``); anything else
-uses transformers' own cache.
+Outputs agree with transformers' forward up to float rounding (tests compare hidden states
+and generated tokens). Only float32 weights without autocast and the plain Qwen3 layout (no
+attention bias, no sliding window, default RoPE) qualify (``supported``); anything else uses
+transformers' own cache.
 """
 
 from __future__ import annotations
@@ -152,9 +154,9 @@ class IncrementalDecoder:
     (B, T + steps) are the RoPE positions of every column the generation will reach. The
     residual stream is (rows, 2, H) holding ``[x, -x]``.
 
-    A step issues ~21 tensor calls per layer; everything that can be is prepared here, in
-    bulk calls: the cache slot and RoPE table of every future column as ready views, scratch
-    buffers the step's products write into (``out=``), one attention bias per column.
+    A step issues ~20 tensor calls per layer; everything else is prepared here: the cache,
+    RoPE operands indexed by column, scratch buffers the step's products write into
+    (``out=``) and fixed views of them, one attention bias per generated column.
     """
 
     def __init__(self, lm: nn.Module, weights: FlatWeights, mask: Tensor,
