@@ -16,8 +16,8 @@ generation built once:
   with ``x * rsqrt(mean(x^2) + eps)``; the q/k head norms run on ``[h, -h]`` the same way;
 * RoPE tables per position carry the q/k norm weights and the rotate-half sign, so RoPE is one
   weighted sum over three windows of the head norm's output (``FlatWeights.rope_tables``);
-* a step attends with all query heads to all cached columns in one batched product, an
-  additive bias per column keeping each head on its kv head and on columns already written;
+* a step attends with all query heads to the columns written so far in one batched product,
+  an additive bias keeping each head on its kv head and on real (not padding) columns;
 * the greedy loop runs as one TorchScript call (``_greedy_runner``).
 
 Outputs agree with transformers' forward up to float rounding (tests compare hidden states
@@ -124,12 +124,12 @@ class FlatWeights:
         cos, sin = self.rotary(probe, torch.arange(count, device=weight.device)[None])
         cos, sin = cos[0, :, None], sin[0, :, None]                       # (P, 1, D)
         d, heads, kv = self.head_dim, self.heads, self.kv_heads
-        self.rope = []
+        tables = []
         for layer in self.layers:
             norms = torch.cat([layer.q_norm.expand(heads, d), layer.k_norm.expand(kv, d)])
-            table = torch.stack([cos * norms, sin * -_swap(norms),
-                                 torch.zeros_like(cos * norms)], 2)       # (P, hq, 3, D)
-            self.rope.append(table)
+            tables.append(torch.stack([cos * norms, sin * -_swap(norms),
+                                       torch.zeros_like(cos * norms)], 2))  # (P, hq, 3, D)
+        self.rope = tables          # swapped in whole: a concurrent reader sees old or new
 
     @staticmethod
     def version(params: list[Tensor]) -> tuple[tuple[int, int], ...]:
@@ -156,7 +156,7 @@ class IncrementalDecoder:
 
     A step issues ~20 tensor calls per layer; everything else is prepared here: the cache,
     RoPE operands indexed by column, scratch buffers the step's products write into
-    (``out=``) and fixed views of them, one attention bias per generated column.
+    (``out=``) and fixed views of them, the attention bias.
     """
 
     def __init__(self, lm: nn.Module, weights: FlatWeights, mask: Tensor,
@@ -208,16 +208,15 @@ class IncrementalDecoder:
                 layer.down, rope_at[i], keys, values,
                 keys.view(b, total * kv, d).transpose(1, 2), values.view(b, total * kv, d)))
         # a step attends with every query head to all kv heads' columns at once (one batched
-        # product per layer); this additive bias keeps a query head on its own kv head, on
-        # real prefix columns and on columns already written
+        # product per layer); this additive bias keeps a query head on its own kv head and on
+        # real columns. Keys are token-major, so the columns written so far are a prefix of
+        # them: a step slices instead of masking the future (no per-step bias table)
         own = (torch.arange(heads, device=dev) // (heads // kv))[:, None] == torch.arange(
             kv, device=dev)                                        # (heads, kv)
-        seen = torch.arange(total, device=dev) <= torch.arange(t0, total, device=dev)[:, None]
         real = torch.cat([valid, valid.new_ones(b, total - t0)], 1)         # (B, total)
-        allowed = (own[None, None, :, None, :] & seen[:, None, None, :, None]
-                   & real[None, :, None, :, None])          # (steps, B, heads, total, kv)
+        allowed = own[None, :, None, :] & real[:, None, :, None]    # (B, heads, total, kv)
         bias = torch.zeros(allowed.shape, device=dev).masked_fill_(~allowed, float("-inf"))
-        self.bias = bias.view(total - t0, b, heads, total * kv)
+        self.bias = bias.view(b, heads, total * kv)
 
     def _attend_prefill(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         t = q.shape[2]
@@ -262,8 +261,9 @@ class IncrementalDecoder:
         """(B, 2, H) next input as ``[x, -x]`` -> (B, H) final hidden state."""
         t = self.t
         self.t += 1
-        return _step_layers(x, t, self.per_layer, self.scratch, self.bias[t - self.t0],
-                            self.sign, self.w.norm, [self.w.hidden, self.w.head_dim],
+        end = (t + 1) * self.w.kv_heads
+        return _step_layers(x, t, self.per_layer, self.scratch, self.bias[:, :, :end],
+                            self.sign, self.w.norm, [self.w.hidden, self.w.head_dim, end],
                             self.w.eps, self.w.scale)
 
     def greedy(self, last: Tensor, inputs: Tensor, head: Tensor,
@@ -296,11 +296,11 @@ def _step_layers(x: Tensor, t: int, layers: list[_LayerOperands], scratch: _Scra
     Written out flat with prepared views and ``out=`` buffers: at this size the cost of each
     tensor call, not arithmetic, dominates a step. Also compiled by TorchScript
     (``_greedy_runner``), so only TorchScript-compatible Python here. ``shapes``: hidden
-    size, head size.
+    size, head size, key columns written so far (``bias`` is already cut to them).
     """
     (proj, qk_in, v_in, signed, signed_flat, rot, q, k, att, att_flat, upd, upd_flat, gu,
      gate, up) = scratch
-    h, d = shapes[0], shapes[1]
+    h, d, end = shapes[0], shapes[1], shapes[2]
     norm2, head2, half = [2, h], [2 * d], d // 2
     for (norm_in, qkv, out, norm_post, gate_up, down, rope, keys, values, keys_t,
          values_flat) in layers:
@@ -310,8 +310,8 @@ def _step_layers(x: Tensor, t: int, layers: list[_LayerOperands], scratch: _Scra
         torch.linalg.vecdot(qk.unfold(-1, d, half), rope[t], dim=-2, out=rot)
         keys.select(1, t).copy_(k)
         values.select(1, t).copy_(v_in)
-        torch.bmm(torch.baddbmm(bias, q, keys_t, alpha=scale).softmax(-1), values_flat,
-                  out=att)
+        torch.bmm(torch.baddbmm(bias, q, keys_t[:, :, :end], alpha=scale).softmax(-1),
+                  values_flat[:, :end], out=att)
         torch.mm(att_flat, out, out=upd_flat)
         x = torch.addcmul(x, upd, sign)
         torch.mm(torch.layer_norm(x, norm2, norm_post, None, eps)[:, 0], gate_up, out=gu)
@@ -327,15 +327,16 @@ def _greedy_steps(last: Tensor, inputs: Tensor, head: Tensor, table: Tensor,  # 
     """The greedy loop of ``IncrementalDecoder.greedy`` (one call for all steps)."""
     codes: list[Tensor] = []
     hidden: list[Tensor] = [last]
-    shapes = [last.shape[-1], scratch[5].shape[-1]]
+    h, d, kv = last.shape[-1], scratch[5].shape[-1], scratch[7].shape[1]
     for j in range(count):
         code = torch.mm(last, head).argmax(-1)
         codes.append(code)
         if j == count - 1:
             break
         x = table.index_select(0, code).add_(inputs[:, j])
-        last = _step_layers(x, t0 + j, layers, scratch, bias[j], sign, norm, shapes, eps,
-                            scale)
+        end = (t0 + j + 1) * kv
+        last = _step_layers(x, t0 + j, layers, scratch, bias[:, :, :end], sign, norm,
+                            [h, d, end], eps, scale)
         hidden.append(last)
     return torch.stack(codes, 1), torch.stack(hidden, 1)
 
