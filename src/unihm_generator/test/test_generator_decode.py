@@ -99,8 +99,12 @@ def test_weights_follow_parameter_edits(setup) -> None:
     assert any((x != y).any() for x, y in zip(before[0], after[0], strict=True))
 
 
-def test_other_dtypes_use_transformers_cache(setup) -> None:
-    _, model, _ = setup
+def test_other_dtypes_and_large_models_use_transformers_cache(setup, monkeypatch) -> None:
+    _, model, reqs = setup
     assert decode.supported(model.lm)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not decode.supported(model.lm)
+    monkeypatch.setattr(decode, "MAX_LAYER_PARAMETERS", 1000)
+    assert not decode.supported(model.lm)
+    fallback = model.generate(reqs)
+    _same(fallback[0], model.generate(reqs, use_cache=False)[0])

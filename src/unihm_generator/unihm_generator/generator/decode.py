@@ -21,9 +21,9 @@ generation built once:
 * the greedy loop runs as one TorchScript call (``_greedy_runner``).
 
 Outputs agree with transformers' forward up to float rounding (tests compare hidden states
-and generated tokens). Only float32 weights without autocast and the plain Qwen3 layout (no
-attention bias, no sliding window, default RoPE) qualify (``supported``); anything else uses
-transformers' own cache.
+and generated tokens). Only float32 weights without autocast, the plain Qwen3 layout (no
+attention bias, no sliding window, default RoPE) and small decoders qualify (``supported``);
+anything else uses transformers' own cache.
 """
 
 from __future__ import annotations
@@ -36,11 +36,21 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+# FlatWeights keeps a rearranged copy of the decoder layers' weights: worth it where per-call
+# overhead dominates a step (small models); larger ones keep transformers' cache
+MAX_LAYER_PARAMETERS = 50_000_000
+
 
 def supported(lm: nn.Module) -> bool:
     """Whether ``lm`` (a ``Qwen3ForCausalLM``) can be decoded by ``IncrementalDecoder``."""
     cfg = lm.config
     weight = lm.get_input_embeddings().weight
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    per_layer = cfg.hidden_size * (head_dim * (2 * cfg.num_attention_heads
+                                               + 2 * cfg.num_key_value_heads)
+                                   + 3 * cfg.intermediate_size)
+    if cfg.num_hidden_layers * per_layer > MAX_LAYER_PARAMETERS:
+        return False
     rope = getattr(cfg, "rope_scaling", None) or {}
     rope_type = rope.get("rope_type", rope.get("type", "default")) if rope else "default"
     layer_types = getattr(cfg, "layer_types", None) or ["full_attention"]
