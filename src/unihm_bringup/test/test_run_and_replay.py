@@ -50,6 +50,7 @@ def test_run_replay_record_compare_and_stop(tmp_path: Path) -> None:
         first = _unihm("replay", str(scene), "--instruction", INSTRUCTION,
                        "--out", str(tmp_path / "run1"), "--timeout", "60")
         assert first.returncode == 0, first.stdout + first.stderr
+        assert '"status": "succeeded"' in first.stdout, first.stdout
         assert (tmp_path / "run1").is_dir()
 
         second = _unihm("replay", str(tmp_path / "run1"), "--out", str(tmp_path / "run2"),

@@ -32,6 +32,7 @@ NODE_NAME = "unihm_refiner"
 DEFAULTS: dict[str, Any] = {
     "config": "",  # refiner YAML; empty = the shipped default
     "metrics": True,  # compute before/after figures (adds a few ms per hand)
+    "warm_up": True,  # compile the solver at start-up, not in the first request
 }
 REPORTED = ("penetration_mean_mm", "penetration_max_mm", "contact_ratio", "jitter_mean",
             "limit_violations")
@@ -48,11 +49,22 @@ class RefinerNode(Node):
         self.config = load_refiner_config(self.get_parameter("config").value or None)
         self.with_metrics = bool(self.get_parameter("metrics").value)
         self._refiners: dict[str, Any] = {}
+        if self.get_parameter("warm_up").value:
+            self._warm_up()
         self.pub = self.create_publisher(HandTrajectory, "/unihm/refined_trajectory",
                                          PIPELINE_QOS)
         self.create_service(Refine, "/unihm/refine", self._on_refine,
                             callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info("ready")
+
+    def _warm_up(self) -> None:
+        """Refine a 3-frame synthetic grasp once: the first call compiles the numba loop
+        (about 30 s on a fresh install, then cached on disk), which must not count against a
+        request's timeout."""
+        from unihm_refiner.scenario import grasp_scenario
+
+        s = grasp_scenario(frames=3)
+        self._refiner(s.hand_id).refine(s.wrist_poses, s.q, s.surface, s.target_poses)
 
     def _refiner(self, hand_id: str) -> Any:
         from unihm_refiner.solver import Refiner
