@@ -64,10 +64,13 @@ class InProcessGraph:
     def _destroy(self) -> None:
         import rclpy
 
-        for node in self.nodes.values():
-            self.executor.remove_node(node)
-            node.destroy_node()
+        # stop the spin thread before destroying what it waits on (else the process aborts)
         self.executor.shutdown(timeout_sec=2.0)
+        thread = getattr(self, "_thread", None)
+        if thread is not None:
+            thread.join(timeout=5.0)
+        for node in self.nodes.values():
+            node.destroy_node()
         rclpy.try_shutdown()
 
     def close(self) -> None:

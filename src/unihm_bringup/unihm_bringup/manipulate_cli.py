@@ -37,7 +37,10 @@ class ManipulateClient:
         self._thread.start()
 
     def close(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
+        """Stop spinning, wait for the spin thread, then destroy: destroying entities the
+        thread is still waiting on aborts the process."""
+        self.executor.shutdown(timeout_sec=2.0)
+        self._thread.join(timeout=5.0)
         self.client.destroy()
         self.node.destroy_node()
 
