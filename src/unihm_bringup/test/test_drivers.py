@@ -56,7 +56,7 @@ def wait_for(done: Callable[[], Any], timeout_s: float) -> bool:
 class Harness:
     """A driver and a client node in one context, spun by a background executor."""
 
-    def __init__(self, make: Callable[[Context], Node], threads: int = 2) -> None:
+    def __init__(self, make: Callable[[Context], Node], threads: int = 1) -> None:
         self.context = Context()
         rclpy.init(context=self.context)
         self.driver = make(self.context)
@@ -116,7 +116,10 @@ class Harness:
 def harness_factory() -> Iterator[Callable[..., Harness]]:
     made: list[Harness] = []
 
-    def factory(make: Callable[[Context], Node], threads: int = 2) -> Harness:
+    # One thread by default: the drivers need no more (a goal holds no executor thread), and
+    # rclpy 7.1's MultiThreadedExecutor here delivered a 50 Hz topic at 1-5 Hz (it is not
+    # woken when a callback of a mutually exclusive group finishes).
+    def factory(make: Callable[[Context], Node], threads: int = 1) -> Harness:
         made.append(Harness(make, threads))
         return made[-1]
 
@@ -125,7 +128,7 @@ def harness_factory() -> Iterator[Callable[..., Harness]]:
         h.close()
 
 
-def sim(harness_factory, threads: int = 2, **params: Any) -> Harness:
+def sim(harness_factory, threads: int = 1, **params: Any) -> Harness:
     params.setdefault("state_rate_hz", 50)
     params.setdefault("initial_positions", [0.0])
     return harness_factory(lambda ctx: sim_driver.make_node(params, context=ctx), threads)
@@ -148,6 +151,10 @@ def goal(joints: list[str], points: list[tuple[float, list[float]]],
 def test_goal_executes_with_feedback_and_final_state(harness_factory) -> None:
     h = sim(harness_factory)
     h.record_joint_states()
+    stepped: list[float] = []  # what the driver commanded, period by period
+    step = h.driver._step
+    h.driver._step = lambda target, velocity: (stepped.append(float(target[6])),
+                                               step(target, velocity))
     client = h.client(ARM_ACTION)
     target = [0.1 * (i + 1) for i in range(7)]
     feedback: list = []
@@ -166,7 +173,9 @@ def test_goal_executes_with_feedback_and_final_state(harness_factory) -> None:
     assert len(fb.desired.positions) == len(fb.actual.positions) == len(fb.error.positions) == 7
     assert 0.0 < fb.desired.positions[0] < 0.2  # mid-way, not the end
     # the joints moved through intermediate positions, not in one jump
-    mids = [m.position[6] for m in h.joint_states if 0.05 < m.position[6] < 0.65]
+    # the driver moved through intermediate positions, not in one jump (counted where it
+    # steps, not on the subscriber: delivery rates vary with the executor and the load)
+    mids = [p for p in stepped if 0.05 < p < 0.65]
     assert len(mids) >= 5
 
 
@@ -319,7 +328,8 @@ def xhand(harness_factory, **params: Any) -> Harness:
 
 
 def test_xhand_adapter_streams_commands_and_succeeds(harness_factory) -> None:
-    h = xhand(harness_factory, goal_tolerance=[0.01], command_rate_hz=100)
+    # generous state timeout: the echoing fake hand's state is delivered by a loaded executor
+    h = xhand(harness_factory, goal_tolerance=[0.01], command_rate_hz=100, state_timeout_s=3.0)
     hand = FakeHand(h.node, [0.0] * 12)
     client = h.client(XHAND_ACTION)
     target = [0.05 * (i + 1) for i in range(12)]
