@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -81,4 +80,11 @@ def test_manipulate_without_a_server_says_so() -> None:
     done = _unihm("manipulate", INSTRUCTION, "--server-wait", "1", timeout=60)
     assert done.returncode == 1
     assert "no Manipulate server at /unihm/manipulate" in done.stderr
-    assert sys.executable  # the venv's interpreter runs the console script
+
+
+def test_a_bad_parameter_stops_a_node_with_a_clear_error() -> None:
+    done = subprocess.run(["unihm_executive", "--ros-args", "-p", "ik_backend:=ikfast"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "error: ik_backend must be one of pinocchio, moveit, got 'ikfast'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -36,7 +36,7 @@ from unihm_core.ros.conversions import (
     motion_from_hand_trajectory,
     pose_msg,
 )
-from unihm_core.ros.runtime import STATE_QOS, spin_nodes
+from unihm_core.ros.runtime import STATE_QOS, spin_nodes, wait_future
 from unihm_msgs.action import Manipulate
 from unihm_msgs.srv import Generate, Perceive, Refine
 
@@ -395,7 +395,7 @@ class Executive(Node):
                 trajectory=traj))))
         handles = []
         for label, future in sent:
-            goal_handle = self._wait(future, self.p["driver_wait_s"])
+            goal_handle = wait_future(future, self.p["driver_wait_s"])
             if goal_handle is None or not goal_handle.accepted:
                 for other in handles:
                     other.cancel_goal_async()
@@ -449,20 +449,14 @@ class Executive(Node):
                                                 f"{duration:.1f} s"))
         return due + 0.5
 
-    @staticmethod
-    def _wait(future: Any, timeout: float) -> Any:
-        done = threading.Event()
-        future.add_done_callback(lambda _: done.set())
-        return future.result() if done.wait(timeout) else None
-
     def _cancel_all(self, handles: list[Any]) -> None:
         futures = [h.cancel_goal_async() for h in handles]
         for f in futures:
-            self._wait(f, 2.0)
+            wait_future(f, 2.0)
 
 
 def main(args: list[str] | None = None) -> int:
-    return spin_nodes([Executive], args=args)
+    return spin_nodes([Executive], args=args, config_errors=(ValueError,))
 
 
 if __name__ == "__main__":

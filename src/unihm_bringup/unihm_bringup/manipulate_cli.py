@@ -52,6 +52,7 @@ class ManipulateClient:
         ``accepted`` is false when the server rejected the goal (one is already running).
         ``cancel_after`` cancels the goal that many seconds after it was accepted.
         """
+        from unihm_core.ros.runtime import wait_future
         from unihm_msgs.action import Manipulate
 
         if not self.client.wait_for_server(timeout_sec=server_wait):
@@ -68,7 +69,7 @@ class ManipulateClient:
 
         start = time.perf_counter()
         future = self.client.send_goal_async(goal, feedback_callback=on_fb)
-        handle = _wait(future, server_wait)
+        handle = wait_future(future, server_wait)
         if handle is None:
             raise TimeoutError("the server did not answer the goal request")
         if not handle.accepted:
@@ -80,10 +81,10 @@ class ManipulateClient:
         while not result_future.done():
             if cancel_after is not None and not canceled and \
                     time.perf_counter() - start > cancel_after:
-                _wait(handle.cancel_goal_async(), 5.0)
+                wait_future(handle.cancel_goal_async(), 5.0)
                 canceled = True
             if time.monotonic() > deadline:
-                _wait(handle.cancel_goal_async(), 5.0)
+                wait_future(handle.cancel_goal_async(), 5.0)
                 raise TimeoutError(f"no result within {timeout:g} s (goal canceled)")
             time.sleep(0.01)
         wrapped = result_future.result()
@@ -100,12 +101,6 @@ class ManipulateClient:
                         for m in r.metrics},
             "result": r,
         }
-
-
-def _wait(future: Any, timeout: float) -> Any:
-    done = threading.Event()
-    future.add_done_callback(lambda _: done.set())
-    return future.result() if done.wait(timeout) else None
 
 
 def run(args: argparse.Namespace) -> int:

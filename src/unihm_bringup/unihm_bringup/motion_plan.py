@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from unihm_core.se3 import invert, pose_from_xyz_quat
+from unihm_core.se3 import invert, pose_from_param
+
+__all__ = ["MotionPlan", "MotionPlanner", "PlanError", "check_before_send", "pose_from_param",
+           "smooth_motion"]
 
 FloatArray = NDArray[np.float64]
 IK_BACKENDS = ("pinocchio", "moveit")
@@ -55,15 +58,6 @@ def smooth_motion(wrist_poses: ArrayLike, joints: ArrayLike, times: ArrayLike,
     quat = gaussian_filter1d(quat, sigma, axis=0, mode="nearest")
     rot = Rotation.from_quat(quat / np.linalg.norm(quat, axis=1, keepdims=True)).as_matrix()
     return make_pose(rot, pos), gaussian_filter1d(q, sigma, axis=0, mode="nearest")
-
-
-def pose_from_param(values: Sequence[float], name: str) -> FloatArray:
-    """[x, y, z, qx, qy, qz, qw] parameter -> 4x4."""
-    v = np.asarray(list(values), dtype=np.float64)
-    if v.shape != (7,) or not np.isfinite(v).all() or abs(np.linalg.norm(v[3:]) - 1) > 1e-3:
-        raise ValueError(f"{name} must be [x, y, z, qx, qy, qz, qw] with a unit quaternion, "
-                         f"got {list(values)}")
-    return pose_from_xyz_quat(v[:3], v[3:] / np.linalg.norm(v[3:]))
 
 
 @dataclass

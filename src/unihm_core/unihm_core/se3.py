@@ -50,6 +50,16 @@ def pose_from_xyz_quat(xyz: ArrayLike, quat_xyzw: ArrayLike) -> FloatArray:
     return make_pose(rotation, xyz)
 
 
+def pose_from_param(values: Sequence[float], name: str) -> FloatArray:
+    """A pose given as a parameter list [x, y, z, qx, qy, qz, qw]; ValueError naming ``name``
+    for anything else (wrong length, NaN, a quaternion that is not unit length)."""
+    v = np.asarray(list(values), dtype=np.float64)
+    if v.shape != (7,) or not np.isfinite(v).all() or abs(np.linalg.norm(v[3:]) - 1) > 1e-3:
+        raise ValueError(f"{name} must be [x, y, z, qx, qy, qz, qw] with a unit quaternion, "
+                         f"got {list(values)}")
+    return pose_from_xyz_quat(v[:3], v[3:] / np.linalg.norm(v[3:]))
+
+
 def xyz_quat_from_pose(pose: ArrayLike) -> tuple[FloatArray, FloatArray]:
     """Positions (..., 3) and quaternions (..., 4, x y z w) of poses (..., 4, 4)."""
     pose = np.asarray(pose, dtype=np.float64)

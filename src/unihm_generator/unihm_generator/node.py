@@ -119,7 +119,7 @@ class GeneratorNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return spin_nodes([GeneratorNode], args=args)
+    return spin_nodes([GeneratorNode], args=args, config_errors=(ValueError,))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from unihm_core.ros.conversions import (
     target_msg,
 )
 from unihm_core.ros.runtime import PIPELINE_QOS, SENSOR_QOS, spin_nodes
-from unihm_core.se3 import invert, pose_from_xyz_quat, transform_points
+from unihm_core.se3 import invert, pose_from_param, transform_points
 from unihm_msgs.msg import ObjectObservation, TargetTrajectory
 from unihm_msgs.srv import Perceive
 from unihm_perception.frame_sync import ApproximateSync, SyncedFrame
@@ -46,17 +46,6 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def camera_pose_matrix(values: list[float]) -> np.ndarray:
-    """[x, y, z, qx, qy, qz, qw] -> 4x4, with a clear error for anything else."""
-    v = np.asarray(values, dtype=np.float64)
-    if v.shape != (7,) or not np.isfinite(v).all():
-        raise ValueError(f"camera_pose must be 7 finite numbers [x, y, z, qx, qy, qz, qw], "
-                         f"got {list(values)}")
-    if abs(np.linalg.norm(v[3:]) - 1.0) > 1e-3:
-        raise ValueError(f"camera_pose quaternion {v[3:].tolist()} is not a unit quaternion")
-    return pose_from_xyz_quat(v[:3], v[3:] / np.linalg.norm(v[3:]))
-
-
 class PerceptionNode(Node):
     def __init__(self, *, node_name: str = NODE_NAME,
                  parameter_overrides: list[Parameter] | None = None,
@@ -66,7 +55,7 @@ class PerceptionNode(Node):
             self.declare_parameter(name, value)
         p = self.get_parameter
         self.planning_frame = p("planning_frame").value
-        self.camera_pose = camera_pose_matrix(p("camera_pose").value)
+        self.camera_pose = pose_from_param(p("camera_pose").value, "camera_pose")
         self.max_age = float(p("max_frame_age_s").value)
         self.frame_wait = float(p("frame_wait_s").value)
         self.sync = ApproximateSync(float(p("sync_slop_s").value))
@@ -181,7 +170,7 @@ class PerceptionNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return spin_nodes([PerceptionNode], args=args)
+    return spin_nodes([PerceptionNode], args=args, config_errors=(ValueError,))
 
 
 if __name__ == "__main__":

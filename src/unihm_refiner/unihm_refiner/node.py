@@ -144,7 +144,7 @@ class RefinerNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return spin_nodes([RefinerNode], args=args)
+    return spin_nodes([RefinerNode], args=args, config_errors=(ValueError,))
 
 
 if __name__ == "__main__":

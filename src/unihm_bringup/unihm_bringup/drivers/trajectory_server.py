@@ -18,25 +18,20 @@ MultiThreadedExecutor the state subscriptions and cancel requests are served in 
 
 from __future__ import annotations
 
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Duration as DurationMsg
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.exceptions import ParameterException, ParameterUninitializedException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 from rclpy.time import Time
 from trajectory_msgs.msg import JointTrajectoryPoint
@@ -421,30 +416,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
 
     A parameter the driver cannot start with is reported on stderr (exit code 2).
     """
-    stop = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT,
-                                                                      signal.SIGTERM)}
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    node: Node | None = None
-    executor = MultiThreadedExecutor(num_threads=threads)
-    code = 0
-    try:
-        node = factory()
-        executor.add_node(node)
-        while not stop.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
-    except (DriverConfigError, ParameterException) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        code = 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        # The node first: its destroy_node lets in-flight callbacks return. rclpy's
-        # executor.shutdown does not wait for them, and destroys the guard they still signal.
-        if node is not None:
-            node.destroy_node()
-        executor.shutdown(timeout_sec=2.0)
-        rclpy.try_shutdown()
-    return code
+    from unihm_core.ros.runtime import spin_nodes
+
+    return spin_nodes([factory], args=args, threads=threads,
+                      config_errors=(DriverConfigError, ParameterException))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -38,15 +39,25 @@ STATE_QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
 
 NodeFactory = Callable[[], Node]
 
+
+def wait_future(future: Any, timeout: float) -> Any:
+    """The future's result, or None after ``timeout`` seconds, for a thread that is not the
+    one spinning (an action's execute callback, a client with a spin thread)."""
+    done = threading.Event()
+    future.add_done_callback(lambda _: done.set())
+    return future.result() if done.wait(timeout) else None
+
 def spin_nodes(factories: Sequence[NodeFactory], *, args: list[str] | None = None,
-               threads: int = 16, ready: Callable[[list[Node]], None] | None = None
-               ) -> int:
+               threads: int = 16, ready: Callable[[list[Node]], None] | None = None,
+               config_errors: tuple[type[BaseException], ...] = ()) -> int:
     """Create the nodes, spin them together on one multithreaded executor, stop cleanly.
 
     SIGINT and SIGTERM end the spin and destroy every node (each node's ``destroy_node``
     closes what it holds, a recorder its bag), so nothing is lost and no traceback is printed.
     Returns the process exit code. ``threads`` is not a CPU count: action servers block a
     thread for a whole goal, so several nodes in one process need more threads than cores.
+    A node that cannot start because of one of ``config_errors`` (a bad parameter) is reported
+    as ``error: ...`` on stderr, exit code 2.
     """
     limit_malloc_arenas()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
@@ -58,6 +69,7 @@ def spin_nodes(factories: Sequence[NodeFactory], *, args: list[str] | None = Non
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    code = 0
     try:
         for make in factories:
             nodes.append(make())
@@ -67,6 +79,9 @@ def spin_nodes(factories: Sequence[NodeFactory], *, args: list[str] | None = Non
             ready(nodes)
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
+    except config_errors as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
@@ -78,4 +93,4 @@ def spin_nodes(factories: Sequence[NodeFactory], *, args: list[str] | None = Non
         executor.shutdown(timeout_sec=2.0)
         if rclpy.ok():
             rclpy.shutdown()
-    return 0
+    return code
