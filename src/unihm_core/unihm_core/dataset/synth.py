@@ -34,7 +34,13 @@ from unihm_core.dataset.format import SEQUENCE_SUFFIX, SequenceRecord, save_sequ
 from unihm_core.dataset.index import SEQUENCE_DIR, DatasetWriter, IndexEntry
 from unihm_core.dataset.motion import hand_motion
 from unihm_core.dataset.objects_source import ObjectSource, resolve_object
-from unihm_core.dataset.reference import REFERENCE_HAND, retarget_keyframes
+from unihm_core.dataset.reference import (
+    REFERENCE_HAND,
+    mirror_wrist,
+    mirrors_reference,
+    retarget_keyframes,
+    symmetry_plane,
+)
 from unihm_core.dataset.sequences import (
     HandGrasp,
     SequenceError,
@@ -159,6 +165,7 @@ def build_grasp_bank(spec: str, config: SynthConfig, object_index: int) -> Grasp
                      obj.normals[: config.surface_points], extent)
     bank.seconds["reference"] = time.perf_counter() - tic
     per_hand: dict[str, list[HandGrasp]] = {}
+    reflection = symmetry_plane(obj.points)
     for hand_id in config.hand_list():
         t0 = time.perf_counter()
         if hand_id == ref:
@@ -169,7 +176,10 @@ def build_grasp_bank(spec: str, config: SynthConfig, object_index: int) -> Grasp
             keyframes = [retarget_keyframes(hand_id, np.stack([kin_ref.open_pose,
                                                                g.q_pregrasp, g.q]), ref)
                          for g in found]
-            polished = polish_grasps(hand_id, obj, [g.wrist_pose for g in found],
+            # A hand of the other side grasps the mirror image of the reference grasp.
+            wrists = [mirror_wrist(g.wrist_pose, reflection) if mirrors_reference(hand_id, ref)
+                      else g.wrist_pose for g in found]
+            polished = polish_grasps(hand_id, obj, wrists,
                                      [k[2] for k in keyframes], table_z=table_z,
                                      mode=[g.mode for g in found])
             per_hand[hand_id] = [HandGrasp(p.wrist_pose, p.q, p.q_pregrasp, kin.open_pose)
