@@ -82,9 +82,15 @@ def test_manipulate_without_a_server_says_so() -> None:
     assert "no Manipulate server at /unihm/manipulate" in done.stderr
 
 
-def test_a_bad_parameter_stops_a_node_with_a_clear_error() -> None:
-    done = subprocess.run(["unihm_executive", "--ros-args", "-p", "ik_backend:=ikfast"],
+@pytest.mark.parametrize(("params", "message"), [
+    (["ik_backend:=ikfast"], "error: ik_backend must be one of pinocchio, moveit, got 'ikfast'"),
+    (["ik_backend:=moveit", "moveit_ik_timeout_s:=0.0"], "error: moveit timeout_s must be > 0"),
+])
+def test_a_bad_parameter_stops_a_node_with_a_clear_error(params: list[str], message: str
+                                                         ) -> None:
+    args = [a for p in params for a in ("-p", p)]
+    done = subprocess.run(["unihm_executive", "--ros-args", *args],
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2, done.stderr[-2000:]
-    assert "error: ik_backend must be one of pinocchio, moveit, got 'ikfast'" in done.stderr
+    assert message in done.stderr
     assert "Traceback" not in done.stderr

@@ -9,7 +9,6 @@ camera missing or stale) without a second copy of the models.
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 from collections import deque
@@ -377,15 +376,30 @@ def _rss_mb() -> float:
 
 
 def test_fifty_sequential_goals_keep_memory_flat(graph: Graph) -> None:
-    rss: list[float] = []
-    for i in range(50):
-        out = graph.client.send(INSTRUCTION, timeout=60.0)
-        assert out["success"], (i, out["message"])
-        if i in (9, 29, 49):
-            time.sleep(11.0)  # the server forgets results after 10 s
-            gc.collect()
-            rss.append(_rss_mb())
-    print(f"resident memory after goals 10, 30, 50: {[round(r) for r in rss]} MB")
-    # 40 goals within 48 MB of a 1.4 GB process. Measured with the malloc arena cap: under
-    # 20 MB in a CI run, +25 to +37 MB in loaded development runs; without the cap +110 MB.
-    assert rss[-1] - rss[0] < 48.0, f"memory grew from {rss[0]:.0f} MB to {rss[-1]:.0f} MB"
+    """Memory is flat once the process has reached its working set.
+
+    Over the first tens of goals the resident size climbs while malloc's arenas grow to the
+    pipeline's high-water mark (measured in a 130-goal run: +64 MB over goals 1-60, then
+    0.0 MB over goals 60-120); a leak would keep climbing. So goals run in blocks of ten
+    until two blocks in a row add under 1 MB each (at most 150 goals), and then 50 more must
+    stay flat."""
+
+    def goals(n: int) -> None:
+        for i in range(n):
+            out = graph.client.send(INSTRUCTION, timeout=60.0)
+            assert out["success"], (i, out["message"])
+
+    trace = [_rss_mb()]
+    for _ in range(15):
+        goals(10)
+        trace.append(_rss_mb())
+        if len(trace) > 2 and max(trace[-1] - trace[-2], trace[-2] - trace[-3]) < 1.0:
+            break
+    start = trace[-1]
+    for _ in range(5):
+        goals(10)
+        trace.append(_rss_mb())
+    print(f"resident memory every 10 goals: {[round(r, 1) for r in trace]} MB")
+    # the 10 s of results the action server keeps and DDS buffers move it by a few MB
+    assert trace[-1] - start < 8.0, f"memory grew from {start:.0f} MB to {trace[-1]:.0f} MB " \
+        f"over 50 goals after warm-up (trace {[round(r) for r in trace]})"

@@ -54,6 +54,12 @@ DEFAULTS: dict[str, Any] = {
     # planning_from_arm_base: [x, y, z, qx, qy, qz, qw]
     "arm_base_pose": [-0.55, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0],
     "ik_backend": "pinocchio",  # or "moveit" (moveit_py, when installed)
+    # the MoveIt configuration that solves IK when ik_backend is "moveit" (docs/system.md)
+    "moveit_config_package": "moveit_resources_panda_moveit_config",
+    "moveit_robot_name": "panda",
+    "moveit_group": "panda_arm",
+    "moveit_tip_link": "",  # empty: the arm's flange link
+    "moveit_ik_timeout_s": 0.05,
     "arm_action": "/fr3_arm_controller/follow_joint_trajectory",
     "hand_action": "/hand_controller/follow_joint_trajectory",
     "joint_states_topic": "/joint_states",
@@ -118,12 +124,19 @@ class Executive(Node):
         for name, value in DEFAULTS.items():
             self.declare_parameter(name, value)
         from unihm_bringup.motion_plan import MotionPlanner, pose_from_param
+        from unihm_bringup.moveit_ik import MoveItSettings
 
         self.p = {name: self.get_parameter(name).value for name in DEFAULTS}
+        moveit = (MoveItSettings(config_package=self.p["moveit_config_package"],
+                                 robot_name=self.p["moveit_robot_name"],
+                                 group=self.p["moveit_group"],
+                                 tip_link=self.p["moveit_tip_link"],
+                                 timeout_s=self.p["moveit_ik_timeout_s"])
+                  if self.p["ik_backend"] == "moveit" else None)
         self.planner = MotionPlanner(arm=self.p["arm"],
                                      planning_from_base=pose_from_param(self.p["arm_base_pose"],
                                                                         "arm_base_pose"),
-                                     ik_backend=self.p["ik_backend"],
+                                     ik_backend=self.p["ik_backend"], moveit=moveit,
                                      limit_scale=self.p["limit_scale"],
                                      start_tolerance=self.p["start_tolerance_rad"],
                                      smoothing_cutoff_hz=self.p["smoothing_cutoff_hz"])

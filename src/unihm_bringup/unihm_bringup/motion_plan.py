@@ -9,8 +9,9 @@ that fails raises :class:`PlanError` with a message naming the frame, joint and 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -81,20 +82,18 @@ class MotionPlanner:
                  ik_backend: str = "pinocchio", limit_scale: float = 0.5,
                  start_tolerance: float = 0.05, smoothing_cutoff_hz: float = 2.0,
                  reach_position_tolerance: float = 0.005,
-                 reach_rotation_tolerance: float = 0.05) -> None:
+                 reach_rotation_tolerance: float = 0.05, moveit: Any = None,
+                 moveit_robot_model: Any = None,
+                 moveit_state_factory: Callable[[Any], Any] | None = None) -> None:
+        """``moveit`` (a :class:`unihm_bringup.moveit_ik.MoveItSettings`) configures the
+        "moveit" backend; its robot model is loaded through moveit_py unless
+        ``moveit_robot_model`` is given (with ``moveit_state_factory`` making its states)."""
         from unihm_core.arm.model import arm_model
         from unihm_core.execution.validation import Limits
 
         if ik_backend not in IK_BACKENDS:
             raise ValueError(f"ik_backend must be one of {', '.join(IK_BACKENDS)}, "
                              f"got {ik_backend!r}")
-        if ik_backend == "moveit":
-            try:
-                import moveit  # noqa: F401  (moveit_py)
-            except ImportError:
-                raise ValueError("ik_backend 'moveit' needs moveit_py, which is not installed "
-                                 "here; install MoveIt 2 (ros-jazzy-moveit-py) or use "
-                                 "'pinocchio'") from None
         if not 0 < limit_scale <= 1:
             raise ValueError(f"limit_scale must be in (0, 1], got {limit_scale}")
         self.arm = arm_model(arm)
@@ -110,6 +109,18 @@ class MotionPlanner:
         self.reach = {"reach_position_tolerance": float(reach_position_tolerance),
                       "reach_rotation_tolerance": float(reach_rotation_tolerance)}
         self._iks: dict[str, object] = {}
+        self._moveit: tuple[Any, Any, Any] | None = None
+        if ik_backend == "moveit":
+            from unihm_bringup.moveit_ik import MoveItSettings, load_robot_model
+
+            settings = moveit if moveit is not None else MoveItSettings()
+            model = (moveit_robot_model if moveit_robot_model is not None
+                     else load_robot_model(settings))
+            self._moveit = (settings, model, moveit_state_factory)
+            from unihm_bringup.moveit_ik import MoveItArmIK
+
+            # a group, joint or tip mismatch fails at start-up, not on the first goal
+            MoveItArmIK(self.arm, None, model, settings, state_factory=moveit_state_factory)
 
     # -------------------------------------------------------------------------- lookups
     @property
@@ -136,11 +147,18 @@ class MotionPlanner:
         """The mounted hand's wrist in the planning frame at arm joints ``arm_q``."""
         return self.planning_from_base @ self.arm.wrist_pose(np.asarray(arm_q), hand)
 
-    def _ik(self, hand: str) -> object:
+    def _ik(self, hand: str) -> Any:
         from unihm_core.arm.ik import ArmIK
 
         if hand not in self._iks:
-            self._iks[hand] = ArmIK(self.arm, hand=hand, **self.reach)
+            if self._moveit is None:
+                self._iks[hand] = ArmIK(self.arm, hand=hand, **self.reach)
+            else:
+                from unihm_bringup.moveit_ik import MoveItArmIK
+
+                settings, model, factory = self._moveit
+                self._iks[hand] = MoveItArmIK(self.arm, hand, model, settings,
+                                              state_factory=factory, **self.reach)
         return self._iks[hand]
 
     # --------------------------------------------------------------------------- plan
