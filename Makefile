@@ -31,12 +31,6 @@ doctor: setup  ## check the installation (unihm doctor)
 smoke: setup  ## the ROS smoke test, 10 runs in a row
 	@$(ENV) && python -m pytest src/unihm_bringup/test/test_ros_smoke.py --count 10 $(PYTEST_ARGS)
 
-docker-demo: setup  ## the sim graph executes one Manipulate goal on a rendered scene (build/demo/)
-	@$(ENV) && python scripts/demo.py --out build/demo
-
-lint: setup  ## lint the Dockerfile
-	@$(ENV) && hadolint docker/Dockerfile
-
 lock: setup  ## regenerate requirements/constraints.txt from the current .venv
 	@$(ENV) && { sed -n '1,2p' requirements/constraints.txt; pip freeze --exclude-editable | grep -viE '^(torch|unihm|control-msgs)'; } > requirements/constraints.txt.new && mv requirements/constraints.txt.new requirements/constraints.txt
 
