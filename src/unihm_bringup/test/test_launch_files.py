@@ -112,3 +112,21 @@ def test_real_graph_drives_the_franka_controller_and_the_xhand_adapter() -> None
     executive = specs["unihm_executive"].parameters
     assert executive["arm_action"] == "/fr3_arm_controller/follow_joint_trajectory"
     assert executive["hand_action"] == "/unihm_xhand_adapter/follow_joint_trajectory"
+    assert executive["arm"] == "franka_fr3"
+
+
+def test_the_real_graphs_executive_commands_franka_ros2s_fr3_joints() -> None:
+    rclpy = pytest.importorskip("rclpy")
+    from unihm_bringup.graph import build_node
+
+    specs = {s.name: s for s in node_graph("real")}
+    rclpy.init()
+    try:
+        node = build_node(specs["unihm_executive"])
+        try:
+            assert node.planner.arm_joint_names == [f"fr3_joint{i}" for i in range(1, 8)]
+            assert node.planner.arm_limits.velocity[4] == pytest.approx(5.26)
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown()

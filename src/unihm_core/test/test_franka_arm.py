@@ -99,6 +99,41 @@ def test_config_errors_found_against_the_urdf(tmp_path) -> None:
         ArmModel(load_arm_config(_write(tmp_path, data)))
 
 
+def test_fr3_is_the_panda_kinematics_under_its_own_names_and_limits(arm) -> None:
+    from unihm_core.arm.model import renamed_urdf
+
+    fr3 = arm_model("franka_fr3")
+    assert fr3.joint_names == tuple(f"fr3_joint{i}" for i in range(1, 8))
+    assert fr3.config.base_link == "fr3_link0" and fr3.config.flange_link == "fr3_link8"
+    # the FR3's own ranges, some wider than the Panda URDF's, are the model's limits
+    np.testing.assert_allclose(fr3.model.upperPositionLimit[[1, 5]], [1.7837, 4.5169])
+    assert fr3.model.upperPositionLimit[5] > arm.model.upperPositionLimit[5]
+    q = np.random.default_rng(RNG_SEED).uniform(np.maximum(fr3.lower, arm.lower),
+                                                 np.minimum(fr3.upper, arm.upper), (20, 7))
+    np.testing.assert_allclose(fr3.flange_pose(q), arm.flange_pose(q), atol=1e-12)
+    target = fr3.wrist_pose(q[0], "xhand_right")
+    assert ArmIK(fr3, hand="xhand_right").solve(target).reached
+    # names change, mesh paths do not
+    xml = renamed_urdf(get_arm_config().urdf_path, {"panda_": "fr3_"})
+    assert 'name="fr3_joint4"' in xml and 'link="fr3_link3"' in xml
+    assert "panda_" not in xml and "franka_description/meshes" in xml
+
+
+def test_config_limits_beyond_the_urdf_need_limits_replace_urdf(tmp_path) -> None:
+    from unihm_core.arm import ArmModel
+
+    data = yaml.safe_load((BUILTIN_DIR / "franka_panda.yaml").read_text())
+    data["urdf"] = str(get_arm_config().urdf_path)
+    data["limits"]["position_upper"][5] = 4.5
+    with pytest.raises(ArmConfigError, match="exceed the URDF"):
+        ArmModel(load_arm_config(_write(tmp_path, data)))
+    data["limits_replace_urdf"] = True
+    assert ArmModel(load_arm_config(_write(tmp_path, data))).model.upperPositionLimit[5] == 4.5
+    data["urdf_rename"] = {"panda_": ""}
+    with pytest.raises(ArmConfigError, match="urdf_rename"):
+        load_arm_config(_write(tmp_path, data))
+
+
 def test_unknown_arm_suggests_a_close_id() -> None:
     with pytest.raises(UnknownArmError, match="franka_panda"):
         get_arm_config("franka_pand")

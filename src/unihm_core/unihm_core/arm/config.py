@@ -33,7 +33,7 @@ DEFAULT_ARM = "franka_panda"
 
 _REQUIRED = ("schema", "id", "name", "urdf", "base_link", "flange_link", "joints", "limits",
              "ready_posture")
-_OPTIONAL = ("ik", "description")
+_OPTIONAL = ("ik", "description", "urdf_rename", "limits_replace_urdf")
 _LIMIT_KEYS = ("position_lower", "position_upper", "velocity", "acceleration", "jerk")
 
 
@@ -88,6 +88,11 @@ class ArmConfig:
     ik: IKParams
     description: str = ""
     source: str = ""
+    # name prefixes rewritten in the URDF before it is read ({"panda_": "fr3_"}): an arm that
+    # shares another's kinematics under its own joint and link names
+    urdf_rename: tuple[tuple[str, str], ...] = ()
+    # the config's position limits replace the URDF's instead of having to lie within them
+    limits_replace_urdf: bool = False
 
     @property
     def dof(self) -> int:
@@ -179,6 +184,14 @@ def parse_arm_config(data: Any, source: str = "<dict>",
     _require(outside.size == 0, source, "ready_posture",
              f"outside the position limits for joint {joints[outside[0]] if outside.size else ''}")
 
+    rename = data.get("urdf_rename") or {}
+    _require(isinstance(rename, dict) and all(isinstance(k, str) and k and isinstance(v, str)
+                                              and v for k, v in rename.items()),
+             source, "urdf_rename", "expected a mapping of non-empty name prefixes, "
+                                    "e.g. {panda_: fr3_}")
+    replace = data.get("limits_replace_urdf", False)
+    _require(isinstance(replace, bool), source, "limits_replace_urdf", "expected true or false")
+
     try:
         urdf_path = folders.resolve_config_path(data["urdf"], config_path)
     except FileNotFoundError as e:
@@ -192,7 +205,8 @@ def parse_arm_config(data: Any, source: str = "<dict>",
         velocity_limit=vec["velocity"], acceleration_limit=vec["acceleration"],
         jerk_limit=vec["jerk"], ready_posture=ready,
         ik=parse_ik_params(data.get("ik"), source),
-        description=str(data.get("description", "")).strip(), source=source)
+        description=str(data.get("description", "")).strip(), source=source,
+        urdf_rename=tuple(sorted(rename.items())), limits_replace_urdf=replace)
 
 
 def load_arm_config(path: str | os.PathLike[str]) -> ArmConfig:

@@ -10,6 +10,7 @@ neutral value, so the model has exactly the config's joints, in the config's ord
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import pinocchio as pin
@@ -45,6 +46,26 @@ def resolve_mount(hand: Mount = None, flange_to_wrist: ArrayLike | None = None) 
 
         hand = get_hand_config(hand)
     return np.asarray(hand.flange_to_wrist, dtype=np.float64).copy()
+
+
+def renamed_urdf(path: Path, prefixes: dict[str, str]) -> str:
+    """The URDF's XML with link and joint names' prefixes rewritten (``{"panda_": "fr3_"}``).
+
+    Only names are touched (``name``, ``link`` and ``joint`` attributes), never mesh paths.
+    """
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(path.read_text())
+    for element in root.iter():
+        for attribute in ("name", "link", "joint"):
+            value = element.get(attribute)
+            if value is None:
+                continue
+            for old, new in prefixes.items():
+                if value.startswith(old):
+                    element.set(attribute, new + value[len(old):])
+                    break
+    return ET.tostring(root, encoding="unicode")
 
 
 def check_rigid(poses: FloatArray, what: str) -> None:
@@ -84,7 +105,8 @@ class ArmModel:
     def __init__(self, config: ArmConfig | str = DEFAULT_ARM) -> None:
         self.config = get_arm_config(config) if isinstance(config, str) else config
         cfg = self.config
-        full = pin.buildModelFromUrdf(str(cfg.urdf_path))
+        full = (pin.buildModelFromXML(renamed_urdf(cfg.urdf_path, dict(cfg.urdf_rename)))
+                if cfg.urdf_rename else pin.buildModelFromUrdf(str(cfg.urdf_path)))
         missing = [j for j in cfg.joint_names if not full.existJointName(j)]
         if missing:
             raise ArmConfigError(cfg.source, "joints", f"not joints of {cfg.urdf_path}: {missing}")
@@ -113,7 +135,11 @@ class ArmModel:
         urdf_lo = model.lowerPositionLimit
         urdf_hi = model.upperPositionLimit
         tol = 1e-6
-        if np.any(cfg.position_lower < urdf_lo - tol) or np.any(cfg.position_upper > urdf_hi + tol):
+        if cfg.limits_replace_urdf:
+            model.lowerPositionLimit = np.asarray(cfg.position_lower, dtype=np.float64).copy()
+            model.upperPositionLimit = np.asarray(cfg.position_upper, dtype=np.float64).copy()
+        elif (np.any(cfg.position_lower < urdf_lo - tol)
+              or np.any(cfg.position_upper > urdf_hi + tol)):
             raise ArmConfigError(cfg.source, "limits.position_lower",
                                  f"position limits exceed the URDF's ({urdf_lo}, {urdf_hi})")
         self.flange_frame = model.getFrameId(cfg.flange_link)
