@@ -298,6 +298,8 @@ def test_sim_driver_for_a_hand_and_bad_parameters() -> None:
             xhand_adapter.make_node({"command_interface": "vendor"}, context=context)
         with pytest.raises(DriverConfigError, match="command_interface"):
             xhand_adapter.make_node({"command_interface": "can"}, context=context)
+        with pytest.raises(DriverConfigError, match="would echo onto itself"):
+            xhand_adapter.make_node({"state_topic": "/joint_states"}, context=context)
     finally:
         rclpy.shutdown(context=context)
 
@@ -342,6 +344,10 @@ def test_xhand_adapter_streams_commands_and_succeeds(harness_factory) -> None:
     assert list(hand.commands[-1].position) == pytest.approx(target)
     assert hand.positions == pytest.approx(target)
     assert feedback and list(feedback[-1].joint_names) == XHAND
+    # the adapter republishes the hand's state under its joint names on /joint_states
+    h.record_joint_states()
+    assert wait_for(lambda: list(h.joint_states[-1].position) == pytest.approx(target), 5.0)
+    assert list(h.joint_states[-1].name) == XHAND
 
 
 def test_xhand_adapter_aborts_without_state(harness_factory) -> None:

@@ -82,7 +82,8 @@ class XHandAdapter(TrajectoryServerNode):
     """Trajectory server that streams position commands to the XHand vendor driver."""
 
     FLOAT_PARAMETERS: ClassVar[frozenset[str]] = TrajectoryServerNode.FLOAT_PARAMETERS | {
-        "command_rate_hz", "state_timeout_s", "kp", "ki", "kd", "effort_limit"}
+        "command_rate_hz", "state_timeout_s", "kp", "ki", "kd", "effort_limit",
+        "joint_states_max_rate_hz"}
 
     def __init__(self, node_name: str = DEFAULT_NODE_NAME, **node_kwargs: Any) -> None:
         # Goal tolerance off by default: a grasp stops the fingers on the object, short of the
@@ -96,9 +97,11 @@ class XHandAdapter(TrajectoryServerNode):
         for name, default in (("hand", "xhand_right"), ("command_interface", "joint_state"),
                               ("command_topic", "/xhand_control/xhand_command"),
                               ("state_topic", "/xhand_control/xhand_state"),
-                              ("vendor_message_package", "")):
+                              ("vendor_message_package", ""),
+                              ("joint_states_topic", "/joint_states")):
             self.declare_parameter(name, default)
         self.declare_parameter("state_timeout_s", 0.5)
+        self.declare_parameter("joint_states_max_rate_hz", 100.0)
         self.declare_parameter("hand_id", 0)
         self.declare_parameter("mode", 3)
         for name, default in (("kp", 100.0), ("ki", 0.0), ("kd", 0.0), ("effort_limit", 350.0)):
@@ -141,6 +144,18 @@ class XHandAdapter(TrajectoryServerNode):
             self.create_subscription(JointState, self.state_topic, self._on_joint_state,
                                      qos_profile_sensor_data)
         self._command_pub = self.create_publisher(self._command_type, self.command_topic, 10)
+        # the hand's state under its own joint names on /joint_states, where the executive (and
+        # robot_state_publisher) read every joint; "" turns it off
+        self.joint_names = list(names)
+        self.joint_states_topic = str(self.get_parameter("joint_states_topic").value).strip()
+        if self.joint_states_topic and self.joint_states_topic == self.state_topic:
+            raise DriverConfigError(f"joint_states_topic and state_topic are both "
+                                    f"{self.state_topic}: the hand's state would echo onto itself")
+        self._joint_states_period = 1.0 / self._float_param("joint_states_max_rate_hz",
+                                                             low=0.1, high=10000.0)
+        self._joint_states_at = -np.inf
+        self._joint_states_pub = (self.create_publisher(JointState, self.joint_states_topic, 10)
+                                  if self.joint_states_topic else None)
         self._start_server(names)
         gains = "" if self._interface == "vendor" else " (gains not sent in this mode)"
         self.get_logger().info(f"{self._interface} commands on {self.command_topic}{gains}, "
@@ -195,9 +210,19 @@ class XHandAdapter(TrajectoryServerNode):
         if not np.all(np.isfinite(pos)):
             self._warn(f"ignoring state on {self.state_topic}: non-finite positions")
             return
+        now = time.monotonic()
         with self._state_lock:
             self._state = (pos, vel)
-            self._state_at = time.monotonic()
+            self._state_at = now
+            republish = (self._joint_states_pub is not None
+                         and now - self._joint_states_at >= self._joint_states_period)
+            if republish:
+                self._joint_states_at = now
+        if republish:
+            msg = JointState(name=self.joint_names, position=pos.tolist(),
+                             velocity=[] if vel is None else vel.tolist())
+            msg.header.stamp = self.get_clock().now().to_msg()
+            self._joint_states_pub.publish(msg)
 
     def _on_joint_state(self, msg: JointState) -> None:
         self._accept_state(list(msg.name), list(msg.position), list(msg.velocity))
