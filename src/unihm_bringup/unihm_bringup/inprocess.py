@@ -31,9 +31,10 @@ class InProcessGraph:
         from unihm_bringup.graph import build_node
         from unihm_bringup.manipulate_cli import ManipulateClient
         from unihm_bringup.run_cli import build_graph, render_sim_bag
-        from unihm_core.process import limit_malloc_arenas
+        from unihm_core.process import limit_malloc_arenas, start_memory_trimmer
 
         limit_malloc_arenas()
+        start_memory_trimmer()
         workdir.mkdir(parents=True, exist_ok=True)
         self.bag = bag if bag is not None else render_sim_bag(workdir / "scene")
         rclpy.init()

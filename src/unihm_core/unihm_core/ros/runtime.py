@@ -20,7 +20,7 @@ from rclpy.qos import (
 )
 from rclpy.signals import SignalHandlerOptions
 
-from unihm_core.process import limit_malloc_arenas
+from unihm_core.process import limit_malloc_arenas, start_memory_trimmer
 
 SENSOR_QOS: QoSProfile = qos_profile_sensor_data
 """Camera topics: best effort, keep last 5 (what camera drivers publish with)."""
@@ -60,6 +60,7 @@ def spin_nodes(factories: Sequence[NodeFactory], *, args: list[str] | None = Non
     as ``error: ...`` on stderr, exit code 2.
     """
     limit_malloc_arenas()
+    start_memory_trimmer()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     executor = MultiThreadedExecutor(num_threads=threads)
