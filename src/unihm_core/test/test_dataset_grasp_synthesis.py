@@ -125,7 +125,7 @@ def test_no_grasp_comes_from_below_the_table() -> None:
                                ("leap_right", "051_large_clamp")]:
         obj = _object(object_id)
         table_z = gs.object_table_z(obj)
-        grasps = _synth(hand_id, object_id, num=8)
+        grasps = _synth(hand_id, object_id, num=48)
         assert grasps, hand_id
         for g in grasps:
             assert g.facing[2] <= gs.GraspParams().max_facing_up + 1e-6
@@ -228,3 +228,30 @@ def test_every_hand_grasps_the_brick_or_the_can() -> None:
         assert grasps, f"{hand_id}: no grasp passed the filters"
         for g in grasps:
             assert g.hand_id == hand_id and g.penetration < 3e-3
+
+
+def test_opposition_prefers_an_antipodal_pinch_to_pads_on_one_face() -> None:
+    """A gripper with its pads on opposite faces of the brick is antipodal; the same gripper
+    closed and raised until both pads rest on the top face touches just as well but would
+    only press the brick onto the table: the opposition term and filter tell them apart."""
+    obj = _object("061_foam_brick")
+    table_z = gs.object_table_z(obj)
+    good = _synth("panda_gripper", "061_foam_brick", num=12, modes=("pinch",))[0]
+    hand = gs.hand_spheres("panda_gripper")
+    tips = hand.kin.keypoints(good.wrist_pose, hand.kin.lower, hand.sphere_keypoints)
+    top = float(obj.points[:, 2].max())
+    lift = top + hand.radii[hand.tip_spheres].max() - tips[hand.tip_spheres, 2].min()
+    on_top = good.wrist_pose.copy()
+    on_top[2, 3] += lift
+    frozen = gs.GraspParams(max_iterations=0)
+    pair = gs.polish_grasps("panda_gripper", obj, np.stack([good.wrist_pose, on_top]),
+                            np.stack([good.q, hand.kin.lower]), table_z=table_z,
+                            mode="pinch", params=frozen)
+    assert np.all(np.abs(pair[1].tip_distances) < 3e-3)  # both pads touch the top face
+    assert pair[0].energies["opposition"] < 0.1 * pair[1].energies["opposition"]
+    assert pair[0].passed_filters, pair[0].reason
+    assert not pair[1].passed_filters and "oppose" in pair[1].reason
+    off = gs.GraspParams(w_opposition=0.0, max_iterations=0)
+    plain = gs.polish_grasps("panda_gripper", obj, on_top[None], hand.kin.lower[None],
+                             table_z=table_z, mode="pinch", params=off)[0]
+    assert plain.energies["opposition"] == 0.0

@@ -58,7 +58,8 @@ def _synth(args: argparse.Namespace) -> int:
     config = SynthConfig(objects=objects, num=args.num, seed=args.seed, fps=args.fps,
                          hands=_csv(args.hands) if args.hands else (),
                          grasps_per_object=args.grasps_per_object,
-                         grasp_candidates=max(args.grasps_per_object * 2, 8),
+                         # about a quarter of the candidates pass the quality filters
+                         grasp_candidates=max(args.grasps_per_object * 6, 48),
                          unseen_objects=unseen, test_fraction=args.test_fraction,
                          workers=args.workers)
     bars = _Bars()

@@ -61,8 +61,8 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
 MODES = ("wrap", "pinch")
-TERMS = ("contact", "penetration", "force_closure", "joint_limits", "table", "separation",
-         "prior", "anchor", "facing")
+TERMS = ("contact", "penetration", "force_closure", "opposition", "joint_limits", "table",
+         "separation", "prior", "anchor", "facing")
 _MIN_OBJECT_POINTS = 32
 _UP = np.array([0.0, 0.0, 1.0])
 
@@ -89,6 +89,7 @@ class GraspParams:
     w_contact: float = 1.0  # fingertip contact sphere to surface (m)
     w_penetration: float = 3.0  # hand sphere depth below the surface (m)
     w_force_closure: float = 1e-5  # net force (balanced normals) and torque / object radius
+    w_opposition: float = 1e-4  # thumb against the other contact fingers (unit vectors)
     w_joint_limits: float = 10.0  # joint outside its limits (rad or m); steps are also clipped
     w_table: float = 30.0  # hand sphere below the table plane + margin (m)
     w_separation: float = 30.0  # fingertip spheres closer than their radii + gap (m)
@@ -113,6 +114,8 @@ class GraspParams:
     wrap_min_contacts: int = 3  # tips in contact for a wrap (capped at the hand's tips)
     pinch_min_contacts: int = 2  # thumb and index must be among them
     max_penetration: float = 3e-3  # deepest sphere penetration allowed
+    max_opposition: float = 0.25  # rms opposition residual of a pinch (~ rad off antipodal)
+    max_opposition_wrap: float = 0.45  # of a wrap, where the palm opposes the fingers too
     table_tolerance: float = 1e-3  # sphere bottoms may dip this far below the table
 
     # --- solver
@@ -716,6 +719,7 @@ class GraspEnergy:
             "contact": self._contact(x, jx, d, corr, batch),
             "penetration": self._penetration(jx, d, corr),
             "force_closure": self._force_closure(x, jx, corr, batch),
+            "opposition": self._opposition(x, jx, corr, batch),
             "joint_limits": self._limits(q, jacobian),
             "table": self._table(x, jx),
             "separation": self._separation(x, jx),
@@ -771,6 +775,40 @@ class GraspEnergy:
                    + np.einsum("bfij,bfjn->bfin", skew(lever), dforce))
         jac = w * np.concatenate([dforce.sum(axis=1), dtorque.sum(axis=1)], axis=1)
         return r, jac
+
+    def _opposition(self, x: FloatArray, jx: FloatArray | None, corr: Correspondences,
+                    batch: GraspBatch) -> tuple[FloatArray, FloatArray | None]:
+        """Thumb-finger opposition (an antipodal pinch, generalised to several fingers): the
+        unit vector ``u`` from the thumb tip to the centroid of the other contact fingertips
+        should leave the thumb's contact into the object and arrive at the fingers' contacts
+        from inside, i.e. ``u = -n_thumb`` and ``u = mean(n_fingers)`` (outward normals).
+        Residuals ``u + n_thumb`` and ``u - mean(n_fingers)`` (6 per candidate), zero for an
+        ideal antipodal grasp. The net-wrench term alone is also small for fingers on one
+        face pressing the object onto the table, or a thumb beside the object; this term is
+        not. Normals are frozen with the correspondences (the Jacobian is that of ``u``)."""
+        tips = self.hand.tip_spheres
+        b = x.shape[0]
+        others = batch.contact.copy()
+        others[:, 0] = 0.0
+        count = others.sum(axis=1)
+        active = (batch.contact[:, 0] > 0) & (count > 0)
+        wgt = others / np.maximum(count, 1.0)[:, None]  # (B, F)
+        xt = x[:, tips]
+        nt = corr.n[:, tips]
+        grip = np.einsum("bf,bfi->bi", wgt, xt)
+        diff = grip - xt[:, 0]
+        length = np.maximum(np.linalg.norm(diff, axis=1), 1e-6)
+        u = diff / length[:, None]
+        n_grip = np.einsum("bf,bfi->bi", wgt, nt)
+        w = np.sqrt(self.params.w_opposition) * active
+        r = w[:, None] * np.concatenate([u + nt[:, 0], u - n_grip], axis=1)
+        if jx is None:
+            return r, None
+        jt = jx[:, tips]  # (B, F, 3, n)
+        ddiff = np.einsum("bf,bfin->bin", wgt, jt) - jt[:, 0]
+        proj = (np.eye(3) - u[:, :, None] * u[:, None, :]) / length[:, None, None]
+        du = np.einsum("bij,bjn->bin", proj, ddiff) * w[:, None, None]
+        return r, np.concatenate([du, du], axis=1)
 
     def _limits(self, q: FloatArray, jacobian: bool) -> tuple[FloatArray, FloatArray | None]:
         kin = self.hand.kin
@@ -1248,6 +1286,9 @@ def _finish(energy: GraspEnergy, wrist: FloatArray, q: FloatArray, batch: GraspB
     facing = np.einsum("bij,j->bi", wrist[:, :3, :3], h.facing_local)
     q_pre = _pregrasp(energy, wrist, q)
     names = h.finger_names
+    # rms length of the two opposition residual vectors (about the angle off antipodal),
+    # undone from their energy 0.5 w (|a|^2 + |b|^2); 0 when the term is switched off
+    opposition = np.sqrt(terms["opposition"] / max(p.w_opposition, 1e-300))
     out = []
     for i in range(b):
         mask = batch.contact[i] > 0
@@ -1261,6 +1302,9 @@ def _finish(energy: GraspEnergy, wrist: FloatArray, q: FloatArray, batch: GraspB
             problems.append("thumb and index are not both in contact")
         if penetration[i] > p.max_penetration:
             problems.append(f"penetration {penetration[i] * 1e3:.1f} mm")
+        if opposition[i] > (p.max_opposition_wrap if modes[i] == "wrap" else p.max_opposition):
+            problems.append(f"the thumb does not oppose the fingers ({opposition[i]:.2f} rad "
+                            f"off antipodal)")
         if clearance[i] < -p.table_tolerance:
             problems.append(f"{-clearance[i] * 1e3:.1f} mm below the table")
         if facing[i, 2] > p.max_facing_up + 1e-6:

@@ -72,7 +72,7 @@ class SynthConfig:
     """Empty: every registry hand."""
     reference_hand: str = REFERENCE_HAND
     grasps_per_object: int = 24
-    grasp_candidates: int = 48
+    grasp_candidates: int = 96
     tasks: tuple[str, ...] = TASKS
     unseen_objects: tuple[str, ...] = ()
     test_fraction: float = 0.1
@@ -144,6 +144,30 @@ def _grasp_object(source: ObjectSource) -> Any:
     return GraspObject(source.object_id, source.collision_files or (source.mesh_file,))
 
 
+def _replace_failed(hand_id: str, obj: ObjectModel, polished: list[Any], table_z: float,
+                    config: SynthConfig, seed: int) -> list[Any]:
+    """A retargeted grasp that polishing cannot make a grasp of this hand (a fingertip that
+    should touch is off the surface, the thumb does not oppose the fingers, the hand is in
+    the object: the quality filters of :mod:`.grasp_synthesis`) is replaced by one of the
+    hand's own synthesized grasps, of the same mode where one is left. Hands differ too
+    much in size and thumb placement for every human-like grasp to carry over (a parallel
+    gripper given a fingertip pinch from above presses both pads onto the top face)."""
+    from unihm_core.dataset.grasp_synthesis import synthesize_grasps
+
+    bad = [i for i, g in enumerate(polished) if not g.passed_filters]
+    if not bad:
+        return polished
+    own = synthesize_grasps(hand_id, obj, table_z=table_z, num=config.grasp_candidates,
+                            seed=seed)
+    out = list(polished)
+    for i in bad:
+        same = [k for k, g in enumerate(own) if g.mode == polished[i].mode]
+        pick = same[0] if same else (0 if own else None)
+        if pick is not None:
+            out[i] = own.pop(pick)
+    return out
+
+
 def build_grasp_bank(spec: str, config: SynthConfig, object_index: int) -> GraspBank:
     """Stage 1 for one object (runs in a worker)."""
     from unihm_core.dataset.grasp_synthesis import polish_grasps, synthesize_grasps
@@ -165,6 +189,7 @@ def build_grasp_bank(spec: str, config: SynthConfig, object_index: int) -> Grasp
                      obj.normals[: config.surface_points], extent)
     bank.seconds["reference"] = time.perf_counter() - tic
     per_hand: dict[str, list[HandGrasp]] = {}
+    origin: dict[str, list[str]] = {ref: ["synthesized"] * len(found)}
     reflection = symmetry_plane(obj.points)
     for hand_id in config.hand_list():
         t0 = time.perf_counter()
@@ -182,6 +207,10 @@ def build_grasp_bank(spec: str, config: SynthConfig, object_index: int) -> Grasp
             polished = polish_grasps(hand_id, obj, wrists,
                                      [k[2] for k in keyframes], table_z=table_z,
                                      mode=[g.mode for g in found])
+            polished = _replace_failed(hand_id, obj, polished, table_z, config,
+                                       seed + 7919 * (1 + config.hand_list().index(hand_id)))
+            origin[hand_id] = ["synthesized" if p.part >= 0 else "retargeted"
+                               for p in polished]
             per_hand[hand_id] = [HandGrasp(p.wrist_pose, p.q, p.q_pregrasp, kin.open_pose)
                                  for p in polished]
         bank.seconds[f"grasp:{hand_id}"] = time.perf_counter() - t0
@@ -202,7 +231,7 @@ def build_grasp_bank(spec: str, config: SynthConfig, object_index: int) -> Grasp
                 bank.checks.append({})
             bank.checks[i][hand_id] = {
                 "success": bool(result.success), "reason": result.reason,
-                "seated": bool(seated.success),
+                "seated": bool(seated.success), "origin": origin[hand_id][i],
                 "kept": bool(result.penetration_mm <= config.max_penetration_mm),
                 "penetration_mm": round(float(result.penetration_mm), 3),
                 "backoff_m": round(float(seated.backoff_m), 4),
@@ -296,7 +325,8 @@ def grasp_summary(banks: Sequence[GraspBank], hands: Sequence[str]) -> dict[str,
                              "passed": sum(bool(c["success"]) for c in checks),
                              "kept_flags": [bool(c["kept"]) for c in checks],
                              "penetration_mm": [float(c["penetration_mm"]) for c in checks],
-                             "reasons": [c.get("reason", "") for c in checks]}
+                             "reasons": [c.get("reason", "") for c in checks],
+                             "origins": [c.get("origin", "") for c in checks]}
         out["objects"][bank.source.object_id] = {"grasps": rows, "seconds": bank.seconds}
     for hand_id in hands:
         rows = [o["grasps"][hand_id] for o in out["objects"].values()]
