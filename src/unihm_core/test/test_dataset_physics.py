@@ -121,6 +121,22 @@ def test_squeeze_pushes_away_from_the_open_pose() -> None:
     assert np.any(targets > q + 0.1)
 
 
+def test_squeeze_drives_flexion_past_contact_even_when_barely_closed() -> None:
+    """A finger that touches the object almost straight still presses: its flexion joints
+    get the whole squeeze toward the closed hand; a spread joint near open is not forced."""
+    checker = LiftChecker("shadow_right", "061_foam_brick")
+    kin = checker.kin
+    q = kin.open_pose.copy()
+    targets = checker.squeeze_targets(q, kin.open_pose)
+    flexion = [kin.joint_names.index(j) for j in ("FFJ3", "FFJ2", "MFJ3", "MFJ2")]
+    spread = [kin.joint_names.index(j) for j in ("FFJ4", "MFJ4", "WRJ1")]
+    np.testing.assert_allclose(targets[flexion] - q[flexion], checker.params.squeeze_rad)
+    np.testing.assert_allclose(targets[spread], q[spread])
+    panda = LiftChecker("panda_gripper", "061_foam_brick")
+    q = np.array([0.039])  # nearly open: the fingers still close 5 mm past contact
+    assert panda.squeeze_targets(q, panda.kin.open_pose)[0] == pytest.approx(0.034)
+
+
 @pytest.mark.parametrize("hand_id", hand_ids())
 def test_every_hand_builds_and_runs_a_check(hand_id: str) -> None:
     checker = LiftChecker(hand_id, "061_foam_brick")

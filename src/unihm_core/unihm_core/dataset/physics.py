@@ -33,9 +33,11 @@ The check (:meth:`LiftChecker.check`), with the durations of :class:`LiftParams`
 1. kinematic grasp: object at ``object_pose``, hand at ``wrist_pose`` with joints ``q``;
    penetration = the deepest hand-object contact (MuJoCo's signed distance of the convex
    pieces), also that of the hand into the table;
-2. squeeze: finger targets = ``q`` moved further away from the open pose (each joint by up to
-   ``squeeze_rad`` / ``squeeze_m``, scaled by how far it has closed, clipped to its limits);
-   blocked fingers then press with their force limit; settle ``settle_s``;
+2. squeeze: the servo targets of the joints that close the hand (flexion, a gripper's
+   fingers) = ``q`` moved ``squeeze_rad`` / ``squeeze_m`` further toward the closed hand, the
+   other finger joints (abduction, thumb rotation) moved away from the open pose by up to as
+   much, scaled by how far they have moved, all clipped to the limits; blocked fingers then
+   press with up to their force limit; settle ``settle_s``;
 3. lift: the carrier rises ``lift_height`` along a minimum-jerk profile in ``lift_s``;
 4. hold ``hold_s``. Success: the object rose at least ``min_lift``, its pose relative to the
    hand stayed within ``max_slip_m`` / ``max_slip_deg`` of the pose at the start of the hold for
@@ -185,8 +187,9 @@ class LiftParams:
     squeeze_m: float = 0.005
     """How far past ``q`` prismatic finger joints are driven (m)."""
     squeeze_ramp_rad: float = 0.2
-    """A revolute joint gets the full squeeze once it is this far from its open value; less
-    closed joints get proportionally less (a spread joint near open is not forced)."""
+    """A revolute joint that does not close the hand (abduction, thumb rotation) gets the full
+    squeeze once it is this far from its open value, proportionally less before (a spread
+    joint near open is not forced). Closing joints always get the full squeeze."""
     squeeze_ramp_m: float = 0.01
     """Same for prismatic joints (m)."""
     max_joint_torque: float = 2.0
@@ -352,6 +355,16 @@ def _finger_joints_per_tip(kin: HandKinematics) -> dict[str, int]:
             if j > 0:
                 counts[model.names[j]] += 1
     return counts
+
+
+def _closing_directions(hand_id: str) -> FloatArray:
+    """Per actuated joint, +1 / -1 when moving it toward its upper / lower limit closes the
+    hand (curls its fingertip in front of the palm, or closes a gripper), 0 for the others
+    (abduction, wrist): the closed pose of :mod:`.grasp_synthesis`."""
+    from unihm_core.dataset.grasp_synthesis import hand_spheres
+
+    hand = hand_spheres(hand_id)
+    return np.sign(hand.q_closed - hand.q_open)
 
 
 # ------------------------------------------------------------------------------ the checker
@@ -528,6 +541,7 @@ class LiftChecker:
             act.ctrllimited = True
             act.ctrlrange = [kin.lower[k], kin.upper[k]]
         self.force_limits = limits
+        self._closing = _closing_directions(self.hand_id)
 
     def _index(self) -> None:
         mujoco = _mujoco()
@@ -594,11 +608,18 @@ class LiftChecker:
         return np.clip(arr, self.kin.lower, self.kin.upper)
 
     def squeeze_targets(self, q: FloatArray, q_open: FloatArray) -> FloatArray:
-        """Servo targets: ``q`` pushed away from ``q_open`` (see :class:`LiftParams`)."""
+        """Servo targets: every joint that closes the hand (flexion, the gripper's fingers)
+        driven ``squeeze_rad`` / ``squeeze_m`` past ``q`` toward the closed hand, however
+        little it has closed yet, so that each finger in contact presses with up to its
+        force limit; the other joints (abduction, thumb rotation) pushed away from
+        ``q_open`` in proportion to how far they have moved (see :class:`LiftParams`), so
+        that a spread joint near open is not forced; wrist-like joints held."""
         p = self.params
         ramp = np.where(self._prismatic, p.squeeze_ramp_m, p.squeeze_ramp_rad)
         push = np.where(self._prismatic, p.squeeze_m, p.squeeze_rad)
         closing = np.clip((q - q_open) / ramp, -1.0, 1.0)
+        flexion = self._closing != 0.0
+        closing[flexion] = self._closing[flexion]
         closing[self._wrist_like] = 0.0
         return np.clip(q + push * closing, self.kin.lower, self.kin.upper)
 
