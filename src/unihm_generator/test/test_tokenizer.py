@@ -3,6 +3,7 @@ errors, resume. Tiny models on small generated trajectory banks, so the file run
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -287,3 +288,30 @@ def test_conv_backbone_trains(tmp_path: Path) -> None:
     q = bank.joints[OTHER][:20]
     np.testing.assert_array_equal(model.reconstruct(OTHER, q), again.reconstruct(OTHER, q))
     assert evaluate(again, bank, translation=False)["mae"] < 0.3
+
+
+def _steps_logged(out: Path) -> list[int]:
+    import json
+
+    return [json.loads(line)["steps"]
+            for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_epoch_length_is_fixed_unless_asked_for_one_pass(tmp_path: Path) -> None:
+    """The default recipe's time must not grow with the dataset (a 5x larger dataset made
+    the one-pass recipe take five times as long); steps_per_epoch=0 keeps one pass."""
+    torch.set_num_threads(1)
+    assert TokenizerConfig().steps_per_epoch > 0
+    logged = {}
+    for sequences in (4, 16):
+        for steps in (5, 0):
+            out = tmp_path / f"{sequences}_{steps}"
+            cfg = tiny_config(steps_per_epoch=steps, reference_epochs=1, distill_epochs=1,
+                              finetune_epochs=0, batch_size=32)
+            train_tokenizer(cfg, make_bank((REF, OTHER), sequences=sequences), out,
+                            progress=False, echo=lambda _: None)
+            logged[sequences, steps] = _steps_logged(out)
+    assert logged[4, 5] == logged[16, 5] == [5, 5]
+    # one pass: ceil(windows / batch) with 37 windows per 40-frame sequence
+    assert logged[4, 0] == [math.ceil(4 * 37 / 32)] * 2
+    assert logged[16, 0] == [math.ceil(16 * 37 / 32)] * 2

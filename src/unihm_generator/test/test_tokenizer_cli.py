@@ -18,7 +18,7 @@ from unihm_generator.tokenizer.data import hand_spec
 HANDS = ("shadow_right", "xhand_right", "leap_right")
 TINY = ["--codebook-size", "32", "--code-dim", "8", "--hidden", "32", "--reference-epochs",
         "2", "--distill-epochs", "1", "--finetune-epochs", "1", "--refresh-epochs", "1",
-        "--threads", "1", "--no-progress"]
+        "--steps-per-epoch", "20", "--threads", "1", "--no-progress"]
 
 
 def _record(number: int, object_id: str, rng: np.random.Generator) -> SequenceRecord:
@@ -69,6 +69,10 @@ def test_train_eval_add_hand_translate(dataset: Path, tmp_path: Path,
     assert set(report["per_hand_mae"]) == {"shadow_right", "xhand_right"}
     assert (out / "tokenizer.safetensors").is_file() and (out / "plots" /
                                                            "codebook_usage.png").is_file()
+    assert load_tokenizer(out).config.steps_per_epoch == 20
+    steps = [json.loads(row)["steps"] for row in
+             (out / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [20] * 4  # 2 reference, 1 distillation, 1 fine-tuning epoch
 
     code, stdout, err = _run(capsys, "eval", "--tokenizer", str(out), "--data", str(dataset),
                              "--split", "all", "--json", "--threads", "1", "--no-progress")

@@ -38,7 +38,7 @@ def _run_train(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {k: getattr(args, k) for k in (
         "backbone", "chunk", "codebook_size", "code_dim", "hidden", "lr", "lr_final",
         "batch_size", "seed", "reference_epochs", "distill_epochs", "finetune_epochs",
-        "reference_hand") if getattr(args, k) is not None}
+        "steps_per_epoch", "reference_hand") if getattr(args, k) is not None}
     if args.refresh_epochs is not None:
         overrides["refresh_epochs"] = [int(e) for e in args.refresh_epochs.split(",") if e]
     config = TokenizerConfig(**overrides)
@@ -211,7 +211,8 @@ def register_tokenizer(subparsers: argparse._SubParsersAction) -> None:
     for name, typ in (("chunk", int), ("codebook-size", int), ("code-dim", int),
                       ("hidden", int), ("lr", float), ("lr-final", float),
                       ("batch-size", int), ("seed", int), ("reference-epochs", int),
-                      ("distill-epochs", int), ("finetune-epochs", int)):
+                      ("distill-epochs", int), ("finetune-epochs", int),
+                      ("steps-per-epoch", int)):
         tr.add_argument(f"--{name}", type=typ, dest=name.replace("-", "_"))
     tr.add_argument("--reference-hand", help="reference hand (default shadow_right)")
     tr.add_argument("--refresh-epochs", help="comma-separated epochs of the cold-code refresh")

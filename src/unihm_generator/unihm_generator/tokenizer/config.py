@@ -65,10 +65,12 @@ class TokenizerConfig:
     refresh_buffer: int = 20000
     # stage 2: every other hand (distillation, then fine-tuning)
     distill_epochs: int = 4
-    finetune_epochs: int = 16
+    finetune_epochs: int = 26
     lambda_distill: float = 0.1
-    steps_per_epoch: int = 0
-    """Optimizer steps per epoch; 0 = one pass over the training windows of the reference hand."""
+    steps_per_epoch: int = 300
+    """Optimizer steps per epoch (batches of ``batch_size`` windows drawn at random), so that
+    the training time does not grow with the dataset; 0 = one pass over the training windows
+    of the reference hand (the time then grows with the data: docs/tokenizer.md)."""
     hands: dict[str, HandSpec] = field(default_factory=dict)
     """Hands the tokenizer can encode and decode, in the order they were added."""
 

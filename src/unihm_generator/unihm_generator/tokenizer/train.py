@@ -281,7 +281,8 @@ class Trainer:
             rec, vq, mae = (sums / steps).tolist()
             bar.set_postfix(rec=f"{rec:.2e}", mae=f"{mae:.4f}", used=f"{used:.0%}")
             bar.update(1)
-            self._end_epoch(start, {"lr": lr, "rec": rec, "vq": vq, "train_mae_rad": mae,
+            self._end_epoch(start, {"lr": lr, "steps": steps, "rec": rec, "vq": vq,
+                                    "train_mae_rad": mae,
                                     "usage": used, "refreshed": refreshed})
         bar.close()
 
@@ -351,7 +352,8 @@ class Trainer:
             bar.set_postfix(phase="distill" if distill_phase else "finetune",
                             distill=f"{mean_distill:.2e}", worst_mae=f"{worst:.4f}")
             bar.update(1)
-            self._end_epoch(start, {"lr": lr, "phase": "distill" if distill_phase else "finetune",
+            self._end_epoch(start, {"lr": lr, "steps": steps,
+                                    "phase": "distill" if distill_phase else "finetune",
                                     "hands": {h: {"rec": m[0], "distill": m[1],
                                                   "train_mae_rad": m[2]}
                                               for h, m in means.items()}})
