@@ -39,6 +39,13 @@ def test_sequences_are_complete_and_physically_checked(tiny: Path) -> None:
                                     for i in ds.ids("unseen"))
     grasps = json.loads((tiny / "grasps.json").read_text())
     assert set(grasps["hands"]) == set(HANDS)
+    for rows in grasps["objects"].values():
+        # the reference hand's grasps are its own; the others' retargeted from them or,
+        # where polishing could not make them pass the filters, synthesized for the hand
+        assert set(rows["grasps"]["shadow_right"]["origins"]) == {"synthesized"}
+        for row in rows["grasps"].values():
+            assert len(row["origins"]) == row["checked"]
+            assert set(row["origins"]) <= {"retargeted", "synthesized"}
     for record in ds.records():
         assert record.instructions and record.heldout_instructions
         assert not set(record.instructions) & set(record.heldout_instructions)
