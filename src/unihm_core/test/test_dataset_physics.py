@@ -245,3 +245,23 @@ def test_seating_reports_an_object_knocked_away() -> None:
     centred = checker.seat(object_pose, wrist, q)
     assert centred.success, centred.reason
     assert centred.object_shift_m <= checker.params.seat_max_shift_m
+
+
+def test_mimic_followers_do_not_block_their_leader() -> None:
+    """The Schunk SVH left URDF couples j5 = +Thumb_Opposition (0 to 0.99 rad) but gives j5
+    the limits [-0.99, 0]: with the follower's own stop the coupling held the thumb's
+    opposition at 0 in simulation. Followers move with their leader, as in the kinematics."""
+    import mujoco
+
+    checker = LiftChecker("schunk_svh_left", "061_foam_brick")
+    kin, m, d = checker.kin, checker.model, checker.data
+    wrist = np.eye(4)
+    wrist[:3, 3] = (0.0, 0.0, 0.5)
+    checker.set_grasp(checker.resting_pose(0.5, 0.5), wrist, kin.open_pose)
+    lead = kin.joint_names.index("left_hand_Thumb_Opposition")
+    d.ctrl[:kin.dof] = kin.open_pose
+    d.ctrl[lead] = 0.6
+    mujoco.mj_step(m, d, 500)
+    q = d.qpos[checker._hand_qpos]
+    for joint in ("left_hand_Thumb_Opposition", "left_hand_j5"):
+        assert q[kin.full_joint_names.index(joint)] == pytest.approx(0.6, abs=0.02), joint

@@ -21,9 +21,10 @@ of iterations instead of the thousands of gradient steps a gradient method needs
 * energies (each ``0.5 * w * sum r^2``): fingertip contact distance (all fingertips for a
   wrap; thumb, index and middle for a pinch), penetration of every sphere, a force-closure
   proxy (net wrench of the inward contact normals, with per-step force magnitudes that balance
-  best, as in DexVLG's LP-DFC), joint limits (steps are also clipped), table clearance,
-  fingertip separation, a weak prior toward the initial pre-shape, a weak wrist anchor, and a
-  guard against palms facing up from below.
+  best, as in DexVLG's LP-DFC), thumb-finger opposition (the thumb-to-fingers line along
+  both contact normals: an antipodal pinch), joint limits (steps are also clipped), table
+  clearance, fingertip separation, a weak prior toward the initial pre-shape, a weak wrist
+  anchor, and a guard against palms facing up from below.
 
 Initialization is part-aligned: the object and its k-means parts get PCA frames; ``wrap``
 grasps put the palm on a part and the fingers around one of its axes (thumb up on upright
@@ -33,7 +34,9 @@ each hand is rolled about its approach until it (and a forearm, for the Shadow h
 table, then backed off until no sphere is inside the object, and the solver closes in.
 
 Measured on one core (YCB objects, ``num=32``): 0.2 s (Panda gripper) to 1.5 s (Shadow hand)
-per object, 80-100 % of the candidates passing the filters.
+per object. The opposition filter (a grasp whose thumb does not face its fingers rarely
+survives the lift check: 26 % of such pinches did, against 87 % of well-opposed ones) leaves
+about a quarter of the candidates passing.
 """
 
 from __future__ import annotations
@@ -787,7 +790,6 @@ class GraspEnergy:
         face pressing the object onto the table, or a thumb beside the object; this term is
         not. Normals are frozen with the correspondences (the Jacobian is that of ``u``)."""
         tips = self.hand.tip_spheres
-        b = x.shape[0]
         others = batch.contact.copy()
         others[:, 0] = 0.0
         count = others.sum(axis=1)

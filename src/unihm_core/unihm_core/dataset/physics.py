@@ -515,6 +515,12 @@ class LiftChecker:
             joint.armature = p.armature_m if prismatic else p.armature_rad
             joint.frictionloss = 0.0  # URDF friction values are not the servo's (XHand: 1 N m)
             joint.damping = [0.0, 0.0, 0.0]  # the servos' damping comes from their dampratio
+            if name not in kin.joint_names:
+                # A mimic follower moves with its leader, whose servo range bounds it, as
+                # the kinematics has it; its own URDF stop would only fight the coupling
+                # (the Schunk SVH left URDF: j5 = +Thumb_Opposition in [0, 0.99] but its
+                # limits are [-0.99, 0], which held the thumb's opposition at 0).
+                joint.limited = mujoco.mjtLimited.mjLIMITED_FALSE
         for k, name in enumerate(kin.joint_names):
             joint = joints[HAND_PREFIX + name]
             prismatic = joint.type == mujoco.mjtJoint.mjJNT_SLIDE

@@ -13,7 +13,6 @@ from functools import cache
 
 import numpy as np
 from numpy.typing import ArrayLike
-
 from scipy.spatial import cKDTree
 
 from unihm_core.hands.kinematics import hand_kinematics

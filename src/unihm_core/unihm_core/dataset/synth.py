@@ -144,7 +144,7 @@ def _grasp_object(source: ObjectSource) -> Any:
     return GraspObject(source.object_id, source.collision_files or (source.mesh_file,))
 
 
-def _replace_failed(hand_id: str, obj: ObjectModel, polished: list[Any], table_z: float,
+def _replace_failed(hand_id: str, obj: ObjectModel, polished: list[Any], *, table_z: float,
                     config: SynthConfig, seed: int) -> list[Any]:
     """A retargeted grasp that polishing cannot make a grasp of this hand (a fingertip that
     should touch is off the surface, the thumb does not oppose the fingers, the hand is in
@@ -207,8 +207,9 @@ def build_grasp_bank(spec: str, config: SynthConfig, object_index: int) -> Grasp
             polished = polish_grasps(hand_id, obj, wrists,
                                      [k[2] for k in keyframes], table_z=table_z,
                                      mode=[g.mode for g in found])
-            polished = _replace_failed(hand_id, obj, polished, table_z, config,
-                                       seed + 7919 * (1 + config.hand_list().index(hand_id)))
+            polished = _replace_failed(
+                hand_id, obj, polished, table_z=table_z, config=config,
+                seed=seed + 7919 * (1 + config.hand_list().index(hand_id)))
             origin[hand_id] = ["synthesized" if p.part >= 0 else "retargeted"
                                for p in polished]
             per_hand[hand_id] = [HandGrasp(p.wrist_pose, p.q, p.q_pregrasp, kin.open_pose)
