@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 _M_ARENA_MAX = -8  # glibc mallopt parameter number
 
@@ -51,7 +52,7 @@ def _malloc_trim() -> Callable[[int], int] | None:
         return None
 
 
-_TRIMMER: list[object] = []
+_TRIMMER: list[tuple[Any, Any]] = []  # (stop event, thread) of the running trimmer
 
 
 def start_memory_trimmer(period_s: float = 5.0) -> bool:
@@ -68,6 +69,14 @@ def start_memory_trimmer(period_s: float = 5.0) -> bool:
             release_free_memory()
 
     thread = threading.Thread(target=loop, name="unihm-memory-trim", daemon=True)
-    _TRIMMER.append(stop)
+    _TRIMMER.append((stop, thread))
     thread.start()
     return True
+
+
+def stop_memory_trimmer() -> None:
+    """Stop the trimmer thread, if one runs, and wait for it to end."""
+    while _TRIMMER:
+        stop, thread = _TRIMMER.pop()
+        stop.set()
+        thread.join(timeout=5.0)
