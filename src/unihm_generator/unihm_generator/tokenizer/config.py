@@ -65,7 +65,7 @@ class TokenizerConfig:
     refresh_buffer: int = 20000
     # stage 2: every other hand (distillation, then fine-tuning)
     distill_epochs: int = 4
-    finetune_epochs: int = 26
+    finetune_epochs: int = 16
     lambda_distill: float = 0.1
     steps_per_epoch: int = 300
     """Optimizer steps per epoch (batches of ``batch_size`` windows drawn at random), so that
