@@ -105,6 +105,20 @@ def test_clear_errors(trained, tmp_path: Path) -> None:
         Generator.load(tmp_path / "nothing")
 
 
+def test_a_generator_refuses_a_tokenizer_it_was_not_trained_with(trained, tmp_path: Path
+                                                                 ) -> None:
+    import shutil
+
+    root, _, _, _ = trained
+    ckpt = shutil.copytree(root / "ckpt", tmp_path / "ckpt")
+    Generator.load(ckpt)  # the tokenizer copied beside it: the one it was trained with
+    meta = json.loads((ckpt / "checkpoint.json").read_text())
+    meta["tokenizer_sha256"] = "0" * 64  # as if the tokenizer had been retrained since
+    (ckpt / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(GeneratorError, match="trained with another tokenizer"):
+        Generator.load(ckpt)
+
+
 def test_generate_result_file_round_trip(trained, tmp_path: Path) -> None:
     """`unihm generate` writes a dataset sequence the dataset loader reads back per hand."""
     from unihm_core.dataset.format import load_sequence

@@ -84,12 +84,28 @@ def read_meta(folder: Path) -> dict[str, Any]:
 
 
 def checkpoint_tokenizer_dir(folder: Path) -> Path:
+    """The tokenizer the generator in ``folder`` was trained with.
+
+    Its tokens mean nothing to any other tokenizer, so when the checkpoint recorded the
+    tokenizer's weights (``tokenizer_sha256``) a different file is refused: a generator and a
+    tokenizer that were not trained together would decode plausible-looking garbage.
+    """
+    from unihm_generator.tokenizer.io import WEIGHTS_FILE as TOK_W
     from unihm_generator.tokenizer.io import default_tokenizer_dir
 
     meta = read_meta(folder)
     if meta.get("tokenizer", "default") == "default":
-        return default_tokenizer_dir()
-    return Path(folder) / meta["tokenizer"]
+        tok = default_tokenizer_dir()
+    else:
+        tok = Path(folder) / meta["tokenizer"]
+    expected = meta.get("tokenizer_sha256")
+    if expected and (tok / TOK_W).is_file() and file_sha256(tok / TOK_W) != expected:
+        raise GeneratorError(
+            f"{folder}: this generator was trained with another tokenizer than {tok} "
+            f"(sha256 of {TOK_W} differs from the one recorded in {META_FILE}); retrain it "
+            f"with `unihm generator train --tokenizer {tok}` or use the tokenizer it was "
+            f"trained with")
+    return tok
 
 
 def load_generator(folder: str | os.PathLike[str] | None = None) -> HandGenerator:
