@@ -159,7 +159,6 @@ def test_settings_are_checked() -> None:
 
 
 def test_without_moveit_py_the_backend_is_refused_with_the_packages_to_install() -> None:
-    pytest.importorskip("unihm_core")
     try:
         import moveit  # noqa: F401
     except ImportError:

@@ -111,14 +111,12 @@ class MotionPlanner:
         self._iks: dict[str, object] = {}
         self._moveit: tuple[Any, Any, Any] | None = None
         if ik_backend == "moveit":
-            from unihm_bringup.moveit_ik import MoveItSettings, load_robot_model
+            from unihm_bringup.moveit_ik import MoveItArmIK, MoveItSettings, load_robot_model
 
             settings = moveit if moveit is not None else MoveItSettings()
             model = (moveit_robot_model if moveit_robot_model is not None
                      else load_robot_model(settings))
             self._moveit = (settings, model, moveit_state_factory)
-            from unihm_bringup.moveit_ik import MoveItArmIK
-
             # a group, joint or tip mismatch fails at start-up, not on the first goal
             MoveItArmIK(self.arm, None, model, settings, state_factory=moveit_state_factory)
 

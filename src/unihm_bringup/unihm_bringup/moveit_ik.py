@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 
 from unihm_core.arm.ik import TrajectoryIKResult
 from unihm_core.arm.model import ArmModel, Mount, check_rigid, resolve_mount
+from unihm_core.ros.conversions import pose_msgs
 from unihm_core.se3 import invert, rotation_angle
 
 __all__ = ["MoveItArmIK", "MoveItSettings", "MoveItUnavailableError", "load_robot_model"]
 
-FloatArray = NDArray[np.float64]
 
 
 class MoveItUnavailableError(ValueError):
@@ -95,10 +95,7 @@ class MoveItArmIK:
                  *, reach_position_tolerance: float = 0.005,
                  reach_rotation_tolerance: float = 0.05,
                  state_factory: Callable[[Any], Any] | None = None) -> None:
-        from geometry_msgs.msg import Pose
-
         self.arm, self.settings, self.robot_model = arm, settings, robot_model
-        self._pose_type = Pose
         self._state_factory = state_factory or _robot_state_class()
         cfg = arm.config
         groups = list(robot_model.joint_model_group_names)
@@ -125,17 +122,6 @@ class MoveItArmIK:
         self.reach_position = float(reach_position_tolerance)
         self.reach_rotation = float(reach_rotation_tolerance)
 
-    def _tip_pose_msg(self, wrist: FloatArray) -> Any:
-        from scipy.spatial.transform import Rotation
-
-        tip = wrist @ self.wrist_to_tip
-        msg = self._pose_type()
-        msg.position.x, msg.position.y, msg.position.z = (float(v) for v in tip[:3, 3])
-        qx, qy, qz, qw = Rotation.from_matrix(tip[:3, :3]).as_quat()
-        msg.orientation.x, msg.orientation.y = float(qx), float(qy)
-        msg.orientation.z, msg.orientation.w = float(qz), float(qw)
-        return msg
-
     def solve_trajectory(self, targets: ArrayLike, q0: ArrayLike | None = None
                          ) -> TrajectoryIKResult:
         """IK of wrist poses (N, 4, 4) in the arm's base link, in order, each frame seeded
@@ -147,7 +133,8 @@ class MoveItArmIK:
         n, dof = poses.shape[0], self.arm.dof
         seed = (np.asarray(self.arm.ready_posture, dtype=np.float64) if q0 is None
                 else self.arm.check_configurations(np.asarray(q0, dtype=np.float64), "q0"))
-        group, s = self.settings.group, self.settings
+        group, timeout = self.settings.group, self.settings.timeout_s
+        tips = pose_msgs(poses @ self.wrist_to_tip)
         state = self._state_factory(self.robot_model)
         state.set_joint_group_positions(group, seed.copy())
         state.update()
@@ -155,8 +142,7 @@ class MoveItArmIK:
         solved = np.zeros(n, dtype=bool)
         last_good = seed.copy()
         for i in range(n):
-            solved[i] = bool(state.set_from_ik(group, self._tip_pose_msg(poses[i]), self.tip,
-                                               s.timeout_s))
+            solved[i] = bool(state.set_from_ik(group, tips[i], self.tip, timeout))
             q_out[i] = np.asarray(state.get_joint_group_positions(group), dtype=np.float64)
             if solved[i]:
                 last_good = q_out[i].copy()

@@ -18,7 +18,7 @@ def _rss_mb() -> float:
     raise RuntimeError("no VmRSS")
 
 
-@pytest.mark.skipif(process._malloc_trim() is None, reason="not glibc")
+@pytest.mark.skipif(process._libc() is None, reason="not glibc")
 def test_trimming_returns_freed_heap_memory_to_the_system() -> None:
     # many mid-sized blocks (below the mmap threshold, so they live in the heap), every other
     # one freed: the holes stay resident until trimmed
@@ -40,7 +40,7 @@ def test_the_trimmer_thread_starts_once_and_stops() -> None:
     assert running() == 0
     try:
         first = process.start_memory_trimmer(period_s=60.0)
-        assert first == (process._malloc_trim() is not None)
+        assert first == (process._libc() is not None)
         assert not process.start_memory_trimmer(period_s=60.0)
         assert running() == int(first)
         process.stop_memory_trimmer()

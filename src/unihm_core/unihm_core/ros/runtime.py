@@ -47,6 +47,7 @@ def wait_future(future: Any, timeout: float) -> Any:
     future.add_done_callback(lambda _: done.set())
     return future.result() if done.wait(timeout) else None
 
+
 def spin_nodes(factories: Sequence[NodeFactory], *, args: list[str] | None = None,
                threads: int = 16, ready: Callable[[list[Node]], None] | None = None,
                config_errors: tuple[type[BaseException], ...] = ()) -> int:
