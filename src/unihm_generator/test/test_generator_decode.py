@@ -34,16 +34,20 @@ def _same(a: list[np.ndarray], b: list[np.ndarray], atol: float = 0.0) -> None:
         np.testing.assert_allclose(x, y, atol=atol, rtol=0)
 
 
-@pytest.mark.parametrize(("heads", "kv"), [(2, 1), (4, 2), (2, 2)])
-def test_hidden_states_match_transformers(heads: int, kv: int) -> None:
-    """Prefill and steps on a left-padded batch against the full forward, column by column."""
+@pytest.mark.parametrize(("heads", "kv", "padded"),
+                         [(2, 1, True), (4, 2, True), (2, 2, True), (4, 1, True),
+                          (4, 2, False), (4, 1, False)])
+def test_hidden_states_match_transformers(heads: int, kv: int, padded: bool) -> None:
+    """Prefill and steps on a batch (left-padded: attention bias; else none) against the full
+    forward, column by column; the query heads' grouping per kv head included."""
     cfg = tiny_config(num_heads=heads, num_kv_heads=kv)
     torch.manual_seed(1)
     lm = HandGenerator(cfg).eval().lm
     b, t0, steps, h = 3, 7, 4, cfg.hidden_size
     mask = torch.ones(b, t0, dtype=torch.long)
-    mask[1, :3] = 0
-    mask[2, :1] = 0
+    if padded:
+        mask[1, :3] = 0
+        mask[2, :1] = 0
     positions = (mask.cumsum(1) - 1).clamp(min=0)
     every = torch.cat([positions, positions[:, -1:] + torch.arange(1, steps + 1)], 1)
     embeds = torch.randn(b, t0 + steps, h)
@@ -55,6 +59,7 @@ def test_hidden_states_match_transformers(heads: int, kv: int) -> None:
         dec = decode.IncrementalDecoder(lm, decode.FlatWeights(lm), mask, every)
         got = [dec.prefill(embeds[:, :t0], t0)]
         got += [dec.step(decode.augment(embeds[:, t0 + j]))[:, None] for j in range(steps)]
+    assert dec.padded == padded
     got = torch.cat(got, 1)
     real = full_mask.bool()
     torch.testing.assert_close(got[real], ref[real], atol=2e-5, rtol=1e-5)

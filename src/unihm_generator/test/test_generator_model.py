@@ -109,3 +109,20 @@ def test_request_errors(setup) -> None:
     r = reqs[0]
     with pytest.raises(GeneratorError, match="instruction is empty"):
         make_request(vocab, cfg, "", r.points, r.traj, 0, r.init_wrist)
+
+
+def test_embedding_rows_without_gradients_match_the_module(setup) -> None:
+    """Generation looks rows up by indexing (no module call); training keeps the module."""
+    model = setup[2]
+    weight = model.embed.weight
+    last = weight.shape[0] - 1
+    for ids in ([0], [last], [3, 1, 3], torch.tensor([2, last])):
+        with torch.no_grad():
+            fast = model._ids(ids)
+            module = model.embed(torch.as_tensor(ids))
+        assert torch.equal(fast, module)
+    with torch.no_grad():
+        assert model._ids([5]).data_ptr() == weight[5].data_ptr()     # a view of the row
+        with pytest.raises(IndexError):
+            model._ids([last + 1])
+    assert model._ids([1]).requires_grad                              # the module's path

@@ -16,8 +16,10 @@ generation built once:
   with ``x * rsqrt(mean(x^2) + eps)``; the q/k head norms run on ``[h, -h]`` the same way;
 * RoPE tables per position carry the q/k norm weights and the rotate-half sign, so RoPE is one
   weighted sum over three windows of the head norm's output (``FlatWeights.rope_tables``);
-* a step attends with all query heads to the columns written so far in one batched product,
-  an additive bias keeping each head on its kv head and on real (not padding) columns;
+* the projection's q and k heads are grouped per kv head (``[q, .., q, k]`` for each), so
+  a step's queries are one ``(rows * kv heads, heads per kv head, D)`` view and attend to
+  their kv head's cached columns in one batched product, without a bias unless the batch is
+  left-padded; the softmax scale is folded into the query's RoPE table;
 * the greedy loop runs as one TorchScript call (``_greedy_runner``).
 
 Outputs agree with transformers' forward up to float rounding (tests compare hidden states
@@ -72,7 +74,7 @@ def _swap(w: Tensor) -> Tensor:
 @dataclass
 class _Layer:
     norm_in: Tensor     # (2, H) input RMSNorm weight, twice
-    qkv: Tensor         # (H, (heads + 2 kv) * D): q, k, v
+    qkv: Tensor         # (H, (heads + 2 kv) * D): per kv head its q heads and k, then v
     q_norm: Tensor      # (D,)
     k_norm: Tensor      # (D,)
     out: Tensor         # (heads * D, H)
@@ -93,10 +95,20 @@ class FlatWeights:
         self.eps = float(cfg.rms_norm_eps)
         self.intermediate = cfg.intermediate_size
         self.scale = self.head_dim ** -0.5
+        d, kv = self.head_dim, self.kv_heads
+        self.group = self.heads // kv                    # query heads per kv head
+        # the q/k head norms' weights live in the RoPE tables; layer_norm runs faster with a
+        # weight of ones than with none (another kernel path), same values
+        self.head_ones = torch.ones(2 * d, dtype=lm.lm_head.weight.dtype,
+                                    device=lm.lm_head.weight.device)
         self.layers: list[_Layer] = []
         for layer in lm.model.layers:
             att, mlp = layer.self_attn, layer.mlp
-            qkv = torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight], 0)
+            # rows grouped per kv head: [q_j0, .., q_j(group-1), k_j] for every kv head j
+            # (transformers' GQA gives query head i the kv head i // group), then v
+            qk = torch.cat([att.q_proj.weight.view(kv, self.group, d, -1),
+                            att.k_proj.weight.view(kv, 1, d, -1)], 1).flatten(0, 2)
+            qkv = torch.cat([qk, att.v_proj.weight], 0)
             self.layers.append(_Layer(
                 norm_in=layer.input_layernorm.weight.repeat(2, 1),
                 qkv=qkv.t().contiguous(),
@@ -123,8 +135,10 @@ class FlatWeights:
         The head norm runs on [h, -h] = [h1, h2, -h1, -h2] and yields [n, -n]; its windows
         of width D at offsets 0, D/2 and D are n, [n2, -n1] and -n, so
         ``rope(w * n) = n * (w cos) + [n2, -n1] * (-swap(w) sin) + (-n) * 0``: one weighted
-        sum over the three windows with these tables. Kept across generations (they depend
-        on the position only, like transformers' own cos/sin caches).
+        sum over the three windows with these tables. The query heads' tables also carry the
+        softmax scale (one multiplication less per step). Heads in the projection's grouped
+        order. Kept across generations (they depend on the position only, like transformers'
+        own cos/sin caches).
         """
         if self.rope and self.rope[0].shape[0] >= positions:
             return
@@ -133,10 +147,11 @@ class FlatWeights:
         probe = torch.zeros(1, dtype=weight.dtype, device=weight.device)
         cos, sin = self.rotary(probe, torch.arange(count, device=weight.device)[None])
         cos, sin = cos[0, :, None], sin[0, :, None]                       # (P, 1, D)
-        d, heads, kv = self.head_dim, self.heads, self.kv_heads
+        d, group, kv = self.head_dim, self.group, self.kv_heads
         tables = []
         for layer in self.layers:
-            norms = torch.cat([layer.q_norm.expand(heads, d), layer.k_norm.expand(kv, d)])
+            norms = torch.cat([(layer.q_norm * self.scale).expand(kv, group, d),
+                               layer.k_norm.expand(kv, 1, d)], 1).view(-1, d)
             tables.append(torch.stack([cos * norms, sin * -_swap(norms),
                                        torch.zeros_like(cos * norms)], 2))  # (P, hq, 3, D)
         self.rope = tables          # swapped in whole: a concurrent reader sees old or new
@@ -166,7 +181,7 @@ class IncrementalDecoder:
 
     A step issues ~20 tensor calls per layer; everything else is prepared here: the cache,
     RoPE operands indexed by column, scratch buffers the step's products write into
-    (``out=``) and fixed views of them, the attention bias.
+    (``out=``) and fixed views of them, the attention bias (left-padded batches only).
     """
 
     def __init__(self, lm: nn.Module, weights: FlatWeights, mask: Tensor,
@@ -174,14 +189,15 @@ class IncrementalDecoder:
         self.w = weights
         b, t0 = mask.shape
         total = positions.shape[1]
-        d, heads, kv = weights.head_dim, weights.heads, weights.kv_heads
+        d, heads, kv, group = weights.head_dim, weights.heads, weights.kv_heads, weights.group
         hq, layers = heads + kv, len(weights.layers)
         self.batch, self.t0, self.t = b, t0, t0
         dev = mask.device
         self.sign = torch.tensor([[1.0], [-1.0]], device=dev)
-        # caches, token-major: keys[l][b, c, j] is kv head j's key of column c
-        self.keys = torch.zeros(layers, b, total, kv, d, device=dev)
-        self.values = torch.zeros(layers, b, total, kv, d, device=dev)
+        # caches, head-major: keys[l][b, j, c] is kv head j's key of column c, so the
+        # columns written so far are a prefix and (rows, kv heads) merge into one batch dim
+        self.keys = torch.zeros(layers, b, kv, total, d, device=dev)
+        self.values = torch.zeros(layers, b, kv, total, d, device=dev)
         valid = mask.bool()
         self.padded = not bool(valid.all())
         self.valid = valid[:, None, None]
@@ -201,68 +217,68 @@ class IncrementalDecoder:
         # scratch the step's products are written into, and fixed views of it
         proj = torch.empty(b, hq * d + kv * d, device=dev)
         signed = torch.empty(b, hq, 2, d, device=dev)
-        rot = torch.empty(b, hq, d, device=dev)
+        rot = torch.empty(b * kv, group + 1, d, device=dev)   # grouped: q heads, then k
         att = torch.empty(b, heads, d, device=dev)
         upd = torch.empty(b, 1, weights.hidden, device=dev)
         gu = torch.empty(b, 2 * weights.intermediate, device=dev)
         inter = weights.intermediate
         self.scratch: _Scratch = (
             proj, proj[:, : hq * d].view(b, hq, 1, d), proj[:, hq * d:].view(b, kv, d), signed,
-            signed.view(b, hq, 2 * d), rot, rot[:, :heads], rot[:, heads:], att,
-            att.view(b, heads * d), upd, upd.view(b, -1), gu, gu[:, :inter], gu[:, inter:])
+            signed.view(b, hq, 2 * d), rot.view(b, hq, d), rot[:, :group],
+            rot[:, group].view(b, kv, d), att.view(b * kv, group, d), att.view(b, heads * d),
+            upd, upd.view(b, -1), gu, gu[:, :inter], gu[:, inter:])
         self.per_layer: list[_LayerOperands] = []
         for i, layer in enumerate(weights.layers):
             keys, values = self.keys[i], self.values[i]
             self.per_layer.append((
                 layer.norm_in, layer.qkv, layer.out, layer.norm_post, layer.gate_up,
                 layer.down, rope_at[i], keys, values,
-                keys.view(b, total * kv, d).transpose(1, 2), values.view(b, total * kv, d)))
-        # a step attends with every query head to all kv heads' columns at once (one batched
-        # product per layer); this additive bias keeps a query head on its own kv head and on
-        # real columns. Keys are token-major, so the columns written so far are a prefix of
-        # them: a step slices instead of masking the future (no per-step bias table)
-        own = (torch.arange(heads, device=dev) // (heads // kv))[:, None] == torch.arange(
-            kv, device=dev)                                        # (heads, kv)
-        real = torch.cat([valid, valid.new_ones(b, total - t0)], 1)         # (B, total)
-        allowed = own[None, :, None, :] & real[:, None, :, None]    # (B, heads, total, kv)
-        bias = torch.zeros(allowed.shape, device=dev).masked_fill_(~allowed, float("-inf"))
-        self.bias = bias.view(b, heads, total * kv)
+                keys.view(b * kv, total, d).transpose(1, 2), values.view(b * kv, total, d)))
+        # left padding: an additive bias keeps the steps' queries off the padding columns
+        # (every generated column is real); without padding no bias is added at all
+        bias = torch.zeros(b, kv, 1, total, device=dev)
+        if self.padded:
+            real = torch.cat([valid, valid.new_ones(b, total - t0)], 1)     # (B, total)
+            bias.masked_fill_(~real[:, None, None], float("-inf"))
+        self.bias = bias.view(b * kv, 1, total)
+        self.head_ones = weights.head_ones
 
     def _attend_prefill(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """Causal attention over the prefix (the scale is already in ``q``)."""
         t = q.shape[2]
         attend = nn.functional.scaled_dot_product_attention
         if not self.padded:
-            return attend(q, k, v, is_causal=True, enable_gqa=True)
+            return attend(q, k, v, is_causal=True, enable_gqa=True, scale=1.0)
         causal = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
         eye = torch.eye(t, dtype=torch.bool, device=q.device)
         # a padding query sees only itself: no row is fully masked (no NaN in the cache)
         allowed = causal & (self.valid | eye)
-        return attend(q, k, v, attn_mask=allowed, enable_gqa=True)
+        return attend(q, k, v, attn_mask=allowed, enable_gqa=True, scale=1.0)
 
     def prefill(self, embeds: Tensor, keep: int = 1) -> Tensor:
         """(B, T, H) prefix embeddings -> (B, keep, H) final hidden states of the last columns."""
         w = self.w
         b, t, h = embeds.shape
-        d, heads, kv = w.head_dim, w.heads, w.kv_heads
+        d, heads, kv, group = w.head_dim, w.heads, w.kv_heads, w.group
         hq, inter = heads + kv, w.intermediate
         x = augment(embeds).view(b * t, 2, h)
         for i, layer in enumerate(w.layers):
             y = torch.layer_norm(x, (2, h), layer.norm_in, None, w.eps)[:, 0]
             proj = torch.mm(y, layer.qkv).view(b, t, -1)
             qk = (proj[..., : hq * d].view(b, t, hq, 1, d) * self.sign).view(b, t, hq, 2 * d)
-            qk = torch.layer_norm(qk, (2 * d,), None, None, w.eps)
+            qk = torch.layer_norm(qk, (2 * d,), self.head_ones, None, w.eps)
             rot = torch.linalg.vecdot(qk.unfold(-1, d, d // 2), self.rope_prefix[i],
-                                      dim=-2)                               # (B, T, hq, D)
-            self.keys[i, :, :t] = rot[:, :, heads:]
-            self.values[i, :, :t] = proj[..., hq * d:].view(b, t, kv, d)
-            att = self._attend_prefill(rot[:, :, :heads].transpose(1, 2),
-                                       self.keys[i, :, :t].transpose(1, 2),
-                                       self.values[i, :, :t].transpose(1, 2))
+                                      dim=-2).view(b, t, kv, group + 1, d)
+            keys, values = self.keys[i, :, :, :t], self.values[i, :, :, :t]  # (B, kv, T, D)
+            keys.copy_(rot[:, :, :, group].transpose(1, 2))
+            values.copy_(proj[..., hq * d:].view(b, t, kv, d).transpose(1, 2))
+            q = rot[:, :, :, :group].reshape(b, t, heads, d).transpose(1, 2)
+            att = self._attend_prefill(q, keys, values)
             att = att.transpose(1, 2).reshape(b * t, heads * d)
             x = torch.addcmul(x, torch.mm(att, layer.out).unsqueeze(1), self.sign)
             y = torch.layer_norm(x, (2, h), layer.norm_post, None, w.eps)[:, 0]
             gu = torch.mm(y, layer.gate_up)
-            act = nn.functional.silu(gu[:, :inter]).mul_(gu[:, inter:])
+            act = nn.functional.silu(gu[:, :inter], inplace=True).mul_(gu[:, inter:])
             x = torch.addcmul(x, torch.mm(act, layer.down).unsqueeze(1), self.sign)
         last = x.view(b, t, 2, h)[:, t - keep:]
         return torch.layer_norm(last, (2, h), w.norm, None, w.eps)[:, :, 0]
@@ -271,10 +287,9 @@ class IncrementalDecoder:
         """(B, 2, H) next input as ``[x, -x]`` -> (B, H) final hidden state."""
         t = self.t
         self.t += 1
-        end = (t + 1) * self.w.kv_heads
-        return _step_layers(x, t, self.per_layer, self.scratch, self.bias[:, :, :end],
-                            self.sign, self.w.norm, [self.w.hidden, self.w.head_dim, end],
-                            self.w.eps, self.w.scale)
+        return _step_layers(x, t, self.per_layer, self.scratch, self.bias[:, :, :t + 1],
+                            self.padded, self.sign, self.w.norm, self.head_ones,
+                            [self.w.hidden, self.w.head_dim], self.w.eps)
 
     def greedy(self, last: Tensor, inputs: Tensor, head: Tensor,
                count: int) -> tuple[Tensor, Tensor]:
@@ -285,8 +300,8 @@ class IncrementalDecoder:
         feeds ``table[v]`` back. Returns picks (B, count) and hidden states (B, count, H).
         """
         codes, hidden = _greedy_runner()(last, inputs, head, self.w.inputs, self.per_layer,
-                                         self.scratch, self.bias, self.sign, self.w.norm,
-                                         self.t, count, self.w.eps, self.w.scale)
+                                         self.scratch, self.bias, self.padded, self.sign,
+                                         self.w.norm, self.head_ones, self.t, count, self.w.eps)
         self.t += count - 1
         return codes, hidden
 
@@ -299,54 +314,59 @@ _Scratch = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
 
 
 def _step_layers(x: Tensor, t: int, layers: list[_LayerOperands], scratch: _Scratch,  # noqa: PLR0917
-                 bias: Tensor, sign: Tensor, norm: Tensor, shapes: list[int], eps: float,
-                 scale: float) -> Tensor:
+                 bias: Tensor, padded: bool, sign: Tensor, norm: Tensor, head_ones: Tensor,
+                 shapes: list[int], eps: float) -> Tensor:
     """One column through every layer (see ``IncrementalDecoder``); returns the final norm.
 
     Written out flat with prepared views and ``out=`` buffers: at this size the cost of each
-    tensor call, not arithmetic, dominates a step. Also compiled by TorchScript
-    (``_greedy_runner``), so only TorchScript-compatible Python here. ``shapes``: hidden
-    size, head size, key columns written so far (``bias`` is already cut to them).
+    tensor call, not arithmetic, dominates a step (``narrow``/``select`` rather than
+    ``[:, :end]``: TorchScript issues one slice per indexed dimension, ``:`` included). Also
+    compiled by TorchScript (``_greedy_runner``), so only TorchScript-compatible Python here.
+    ``shapes``: hidden size, head size; ``bias`` is already cut to the t + 1 columns written
+    so far (only added when ``padded``).
     """
     (proj, qk_in, v_in, signed, signed_flat, rot, q, k, att, att_flat, upd, upd_flat, gu,
      gate, up) = scratch
-    h, d, end = shapes[0], shapes[1], shapes[2]
+    h, d, end = shapes[0], shapes[1], t + 1
     norm2, head2, half = [2, h], [2 * d], d // 2
     for (norm_in, qkv, out, norm_post, gate_up, down, rope, keys, values, keys_t,
          values_flat) in layers:
-        torch.mm(torch.layer_norm(x, norm2, norm_in, None, eps)[:, 0], qkv, out=proj)
+        torch.mm(torch.layer_norm(x, norm2, norm_in, None, eps).select(1, 0), qkv, out=proj)
         torch.mul(qk_in, sign, out=signed)                                    # [h, -h]
-        qk = torch.layer_norm(signed_flat, head2, None, None, eps)            # [n, -n]
+        qk = torch.layer_norm(signed_flat, head2, head_ones, None, eps)       # [n, -n]
         torch.linalg.vecdot(qk.unfold(-1, d, half), rope[t], dim=-2, out=rot)
-        keys.select(1, t).copy_(k)
-        values.select(1, t).copy_(v_in)
-        torch.bmm(torch.baddbmm(bias, q, keys_t[:, :, :end], alpha=scale).softmax(-1),
-                  values_flat[:, :end], out=att)
+        keys.select(2, t).copy_(k)
+        values.select(2, t).copy_(v_in)
+        if padded:
+            scores = torch.baddbmm(bias, q, keys_t.narrow(2, 0, end))
+        else:
+            scores = torch.bmm(q, keys_t.narrow(2, 0, end))
+        torch.bmm(scores.softmax(-1), values_flat.narrow(1, 0, end), out=att)
         torch.mm(att_flat, out, out=upd_flat)
         x = torch.addcmul(x, upd, sign)
-        torch.mm(torch.layer_norm(x, norm2, norm_post, None, eps)[:, 0], gate_up, out=gu)
-        torch.mm(nn.functional.silu(gate).mul_(up), down, out=upd_flat)
+        torch.mm(torch.layer_norm(x, norm2, norm_post, None, eps).select(1, 0), gate_up,
+                 out=gu)
+        torch.mm(nn.functional.silu(gate, inplace=True).mul_(up), down, out=upd_flat)
         x = torch.addcmul(x, upd, sign)
-    return torch.layer_norm(x, norm2, norm, None, eps)[:, 0]
+    return torch.layer_norm(x, norm2, norm, None, eps).select(1, 0)
 
 
 def _greedy_steps(last: Tensor, inputs: Tensor, head: Tensor, table: Tensor,  # noqa: PLR0917
                   layers: list[_LayerOperands], scratch: _Scratch, bias: Tensor,
-                  sign: Tensor, norm: Tensor, t0: int, count: int, eps: float,
-                  scale: float) -> tuple[Tensor, Tensor]:
+                  padded: bool, sign: Tensor, norm: Tensor, head_ones: Tensor, t0: int,
+                  count: int, eps: float) -> tuple[Tensor, Tensor]:
     """The greedy loop of ``IncrementalDecoder.greedy`` (one call for all steps)."""
     codes: list[Tensor] = []
     hidden: list[Tensor] = [last]
-    h, d, kv = last.shape[-1], scratch[5].shape[-1], scratch[7].shape[1]
+    shapes = [last.shape[-1], scratch[5].shape[-1]]
     for j in range(count):
         code = torch.mm(last, head).argmax(-1)
         codes.append(code)
         if j == count - 1:
             break
-        x = table.index_select(0, code).add_(inputs[:, j])
-        end = (t0 + j + 1) * kv
-        last = _step_layers(x, t0 + j, layers, scratch, bias[:, :, :end], sign, norm,
-                            [h, d, end], eps, scale)
+        x = table.index_select(0, code).add_(inputs.select(1, j))
+        last = _step_layers(x, t0 + j, layers, scratch, bias.narrow(2, 0, t0 + j + 1), padded,
+                            sign, norm, head_ones, shapes, eps)
         hidden.append(last)
     return torch.stack(codes, 1), torch.stack(hidden, 1)
 

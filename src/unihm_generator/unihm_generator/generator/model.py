@@ -51,7 +51,9 @@ class PointNet(nn.Module):
         layers: list[nn.Module] = []
         prev = 3
         for w in widths:
-            layers += [nn.Linear(prev, w), nn.ReLU()]
+            # in place: the linear's output is not kept for its backward pass, and a
+            # 512 x 256 activation is not allocated again (same values)
+            layers += [nn.Linear(prev, w), nn.ReLU(inplace=True)]
             prev = w
         self.point_mlp = nn.Sequential(*layers)
         self.out = nn.Linear(prev, num_tokens * hidden)
@@ -113,9 +115,24 @@ class HandGenerator(nn.Module):
     def embed(self) -> nn.Embedding:
         return self.lm.get_input_embeddings()
 
-    def _ids(self, ids: Sequence[int] | Tensor) -> Tensor:
-        dev = self.embed.weight.device
-        return self.embed(torch.as_tensor(ids, dtype=torch.long, device=dev))
+    def _ids(self, ids: Sequence[int] | Tensor, table: Tensor | None = None) -> Tensor:
+        """Input embeddings of ``ids`` (``table``: the embedding weight, when already fetched).
+
+        With gradients on, the embedding module (its padding row gets no gradient). Without,
+        the same rows by plain indexing: the module call and the fetch of the weight through
+        the module tree cost ~20 us, several times per request; one id gives a read-only view
+        of its row.
+        """
+        if torch.is_grad_enabled():
+            dev = self.embed.weight.device
+            return self.embed(torch.as_tensor(ids, dtype=torch.long, device=dev))
+        table = self.embed.weight if table is None else table
+        if isinstance(ids, Tensor):
+            return nn.functional.embedding(ids.to(table.device), table)
+        if len(ids) == 1 and 0 <= int(ids[0]) < table.shape[0]:
+            return table.narrow(0, int(ids[0]), 1)
+        return table.index_select(0, torch.tensor(list(ids), dtype=torch.long,
+                                                  device=table.device))
 
     def _chunk_features(self, traj: Tensor, n: int) -> Tensor:
         """(T, F) target steps -> (n, H): MLP per step, averaged over each token's chunk."""
@@ -129,27 +146,29 @@ class HandGenerator(nn.Module):
     def prefix(self, requests: Sequence[Request]) -> tuple[list[Tensor], list[Tensor]]:
         """Per request: the prefix embeddings (up to the init token) and the N chunk features."""
         cfg = self.config
-        dev = self.embed.weight.device
+        table = self.embed.weight
+        dev = table.device
         pts = torch.as_tensor(np.stack([r.points for r in requests]), dtype=torch.float32,
                               device=dev)
-        obj = self.pointnet(pts) + self._ids([cfg.structure_id("<|obj|>")])
+        obj = self.pointnet(pts) + self._ids([cfg.structure_id("<|obj|>")], table)
         init_w = self.init_wrist(torch.as_tensor(np.stack([r.init_wrist for r in requests]),
                                                  dtype=torch.float32, device=dev))
         prefixes, chunks = [], []
         for b, r in enumerate(requests):
             feats = self._chunk_features(torch.as_tensor(r.traj, dtype=torch.float32,
                                                          device=dev), r.num_tokens)
-            parts = [self._ids(r.text_rows) if r.text_rows else obj[b, :0], obj[b],
-                     feats + self._ids([cfg.structure_id("<|traj|>")]),
-                     self._ids([cfg.structure_id("<|init|>")]) + init_w[b:b + 1],
-                     self._ids([cfg.hand_offset + int(r.init_token)])]
+            parts = [self._ids(r.text_rows, table) if r.text_rows else obj[b, :0], obj[b],
+                     feats + self._ids([cfg.structure_id("<|traj|>")], table),
+                     self._ids([cfg.structure_id("<|init|>")], table) + init_w[b:b + 1],
+                     self._ids([cfg.hand_offset + int(r.init_token)], table)]
             prefixes.append(torch.cat(parts, 0))
             chunks.append(feats)
         return prefixes, chunks
 
-    def _pad_left(self, seqs: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    def _pad_left(self, seqs: Sequence[Tensor],
+                  table: Tensor | None = None) -> tuple[Tensor, Tensor]:
         width = max(s.shape[0] for s in seqs)
-        pad = self._ids([self.config.structure_id("<|pad|>")])
+        pad = self._ids([self.config.structure_id("<|pad|>")], table)
         embeds, mask = [], torch.zeros(len(seqs), width, dtype=torch.long,
                                        device=pad.device)
         for b, s in enumerate(seqs):
@@ -331,7 +350,8 @@ class HandGenerator(nn.Module):
         if not requests:
             return [], []
         cfg = self.config
-        dev = self.embed.weight.device
+        table = self.embed.weight
+        dev = table.device
         rng = None
         if seed is not None:
             rng = torch.Generator(device=dev)
@@ -344,9 +364,9 @@ class HandGenerator(nn.Module):
         feats = torch.zeros(b_size, n_max, h, device=dev)
         for b, c in enumerate(chunks):
             feats[b, : c.shape[0]] = c
-        first = self._ids([cfg.structure_id("<|motion|>")])
+        first = self._ids([cfg.structure_id("<|motion|>")], table)
         seqs = [torch.cat([p, first + feats[b, :1]], 0) for b, p in enumerate(prefixes)]
-        embeds, mask = self._pad_left(seqs)
+        embeds, mask = self._pad_left(seqs, table)
         positions = self._positions(mask)
         if use_cache and supported(self.lm):
             with torch.inference_mode():
