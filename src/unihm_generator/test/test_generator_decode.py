@@ -63,6 +63,15 @@ def test_hidden_states_match_transformers(heads: int, kv: int, padded: bool) -> 
     got = torch.cat(got, 1)
     real = full_mask.bool()
     torch.testing.assert_close(got[real], ref[real], atol=2e-5, rtol=1e-5)
+    # a prefill returning only its last columns (its last layer runs on those alone) still
+    # fills the whole cache: the next step agrees too
+    for keep in (1, 3):
+        with torch.inference_mode():
+            dec = decode.IncrementalDecoder(lm, decode.FlatWeights(lm), mask, every)
+            part = dec.prefill(embeds[:, :t0], keep)
+            nxt = dec.step(decode.augment(embeds[:, t0]))
+        torch.testing.assert_close(part, ref[:, t0 - keep:t0], atol=2e-5, rtol=1e-5)
+        torch.testing.assert_close(nxt, ref[:, t0], atol=2e-5, rtol=1e-5)
 
 
 def test_scripted_loop_equals_plain_function(setup, monkeypatch) -> None:
