@@ -203,6 +203,7 @@ class Graph(InProcessGraph):
         deadline = time.monotonic() + 30
         while not future.done() and time.monotonic() < deadline:
             time.sleep(0.01)
+        assert future.done(), f"{service} did not answer within 30 s"
         return future.result()
 
 
@@ -339,9 +340,11 @@ def test_missing_and_stale_camera_data_are_reported(graph: Graph) -> None:
     assert not missing.success
     assert "no camera data: nothing received on /nocam/color" in missing.message
     stale = graph.perceive("/unihm/perceive_stale")
-    assert not stale.success and "stale camera data" in stale.message
+    assert not stale.success, stale.message
+    assert "stale camera data" in stale.message
     fresh = graph.perceive("/unihm/perceive")
-    assert fresh.success and fresh.object.object_id == "006_mustard_bottle"
+    assert fresh.success, fresh.message
+    assert fresh.object.object_id == "006_mustard_bottle"
 
 
 def test_a_flood_of_bad_trajectories_never_reaches_a_driver(graph: Graph) -> None:
