@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -122,3 +123,18 @@ def test_other_dtypes_and_large_models_use_transformers_cache(setup, monkeypatch
     assert not decode.supported(model.lm)
     fallback = model.generate(reqs)
     _same(fallback[0], model.generate(reqs, use_cache=False)[0])
+
+
+def test_layout_verdict_follows_the_config_object(setup) -> None:
+    """``supported`` keeps its config reading per config object: a new config is read again."""
+    _, model, _ = setup
+    lm, original = model.lm, model.lm.config
+    assert decode.supported(lm)
+    changed = copy.deepcopy(original)
+    changed.use_sliding_window = True
+    lm.config = changed
+    try:
+        assert not decode.supported(lm)
+    finally:
+        lm.config = original
+    assert decode.supported(lm)

@@ -148,11 +148,11 @@ class HandGenerator(nn.Module):
         cfg = self.config
         table = self.embed.weight
         dev = table.device
-        pts = torch.as_tensor(np.stack([r.points for r in requests]), dtype=torch.float32,
-                              device=dev)
+        pts = torch.from_numpy(np.stack([r.points for r in requests]).astype(
+            np.float32, copy=False)).to(dev)
         obj = self.pointnet(pts) + self._ids([cfg.structure_id("<|obj|>")], table)
-        init_w = self.init_wrist(torch.as_tensor(np.stack([r.init_wrist for r in requests]),
-                                                 dtype=torch.float32, device=dev))
+        init_w = self.init_wrist(torch.from_numpy(np.stack(
+            [r.init_wrist for r in requests]).astype(np.float32, copy=False)).to(dev))
         prefixes, chunks = [], []
         for b, r in enumerate(requests):
             feats = self._chunk_features(torch.as_tensor(r.traj, dtype=torch.float32,
@@ -168,6 +168,9 @@ class HandGenerator(nn.Module):
     def _pad_left(self, seqs: Sequence[Tensor],
                   table: Tensor | None = None) -> tuple[Tensor, Tensor]:
         width = max(s.shape[0] for s in seqs)
+        if all(s.shape[0] == width for s in seqs):      # nothing to pad (one request, say)
+            return torch.stack(seqs), torch.ones(len(seqs), width, dtype=torch.long,
+                                                 device=seqs[0].device)
         pad = self._ids([self.config.structure_id("<|pad|>")], table)
         embeds, mask = [], torch.zeros(len(seqs), width, dtype=torch.long,
                                        device=pad.device)
