@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import threading
 
 import numpy as np
 import pytest
@@ -75,13 +76,42 @@ def test_hidden_states_match_transformers(heads: int, kv: int, padded: bool) -> 
         torch.testing.assert_close(nxt, ref[:, t0], atol=2e-5, rtol=1e-5)
 
 
-def test_scripted_loop_equals_plain_function(setup, monkeypatch) -> None:
+def test_static_runtime_interpreter_and_plain_loop_agree(setup, monkeypatch) -> None:
     _, model, reqs = setup
-    scripted = model.generate(reqs)
-    monkeypatch.setattr(decode, "_RUNNER", [decode._greedy_steps])
-    plain = model.generate(reqs)
-    _same(scripted[0], plain[0])
-    _same(scripted[1], plain[1])
+    default = model.generate(reqs)
+    runner = decode._greedy_runner()
+    scripted = decode._SCRIPTED[0]
+    assert scripted is not decode._greedy_steps            # TorchScript compiled the loop
+    if hasattr(torch._C, "_jit_to_static_module"):
+        assert isinstance(runner, torch._C.StaticModule)
+    for other in (scripted, decode._greedy_steps):
+        monkeypatch.setattr(decode, "_greedy_runner", lambda other=other: other)
+        got = model.generate(reqs)
+        _same(default[0], got[0])
+        _same(default[1], got[1])
+
+
+def test_threads_get_their_own_runner_and_the_same_results(setup) -> None:
+    """A static runtime instance holds one run's state: concurrent requests must not share."""
+    _, model, reqs = setup
+    expected = model.generate(reqs)
+    runners, results = [], []
+
+    def work() -> None:
+        runners.append(decode._greedy_runner())
+        results.extend(model.generate(reqs) for _ in range(5))
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 10
+    if isinstance(runners[0], torch._C.StaticModule):
+        assert runners[0] is not runners[1]
+    for got in results:
+        _same(expected[0], got[0])
+        _same(expected[1], got[1])
 
 
 def test_every_path_agrees_with_the_full_rerun(setup) -> None:
