@@ -168,3 +168,32 @@ def test_layout_verdict_follows_the_config_object(setup) -> None:
     finally:
         lm.config = original
     assert decode.supported(lm)
+
+
+def test_decoder_buffers_are_reused_only_unpadded_same_shape_and_when_asked(setup) -> None:
+    _, model, reqs = setup
+    lm = model.lm
+    flat = decode.FlatWeights(lm)
+    ones = torch.ones(2, 5, dtype=torch.long)
+    padded = ones.clone()
+    padded[0, :2] = 0
+
+    def build(mask: torch.Tensor, reuse: bool = True) -> decode.IncrementalDecoder:
+        positions = torch.cat([(mask.cumsum(1) - 1).clamp(min=0),
+                               mask.sum(1, keepdim=True) + torch.arange(3)], 1)
+        return decode.IncrementalDecoder(lm, flat, mask, positions, reuse=reuse)
+
+    with torch.inference_mode():
+        first = build(ones)
+        assert build(ones).keys is first.keys
+        assert build(ones, reuse=False).keys is not first.keys
+        assert build(ones[:1]).keys is not first.keys
+        assert build(padded).keys is not build(padded).keys
+    # requests after one another (buffers reused) give what a fresh decoder gives
+    again = [model.generate(reqs[:1]) for _ in range(2)]
+    flat_model = model._flat_weights()
+    flat_model.workspace = threading.local()
+    fresh = model.generate(reqs[:1])
+    for got in again:
+        _same(fresh[0], got[0])
+        _same(fresh[1], got[1])

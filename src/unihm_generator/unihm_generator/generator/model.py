@@ -321,7 +321,8 @@ class HandGenerator(nn.Module):
             else:
                 codes = torch.matmul(hidden, head).argmax(-1)
         else:
-            dec = IncrementalDecoder(self.lm, flat, mask, every)
+            # the decoder is done with when this returns: the next request may reuse its buffers
+            dec = IncrementalDecoder(self.lm, flat, mask, every, reuse=True)
             nxt = augment(feats[:, 1:])                            # (B, N - 1, 2, H)
             last = dec.prefill(embeds)[:, 0]
             if not sample:
