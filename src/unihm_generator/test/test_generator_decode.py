@@ -76,16 +76,20 @@ def test_hidden_states_match_transformers(heads: int, kv: int, padded: bool) -> 
         torch.testing.assert_close(nxt, ref[:, t0], atol=2e-5, rtol=1e-5)
 
 
-def test_static_runtime_interpreter_and_plain_loop_agree(setup, monkeypatch) -> None:
+def test_static_runtime_interpreter_and_plain_functions_agree(setup, monkeypatch) -> None:
+    """The greedy loop and the prefill: compiled by TorchScript (no silent fallback here),
+    run by the static runtime, the interpreter or as plain Python: the same results."""
     _, model, reqs = setup
     default = model.generate(reqs)
-    runner = decode._greedy_runner()
-    scripted = decode._SCRIPTED[0]
-    assert scripted is not decode._greedy_steps            # TorchScript compiled the loop
-    if hasattr(torch._C, "_jit_to_static_module"):
-        assert isinstance(runner, torch._C.StaticModule)
-    for other in (scripted, decode._greedy_steps):
-        monkeypatch.setattr(decode, "_greedy_runner", lambda other=other: other)
+    for fn in (decode._greedy_steps, decode._prefill_layers):
+        runner = decode._compiled(fn)
+        assert decode._SCRIPTED[fn.__name__] is not fn
+        if hasattr(torch._C, "_jit_to_static_module"):
+            assert isinstance(runner, torch._C.StaticModule)
+    for choice in ("interpreter", "plain"):
+        def pick(fn, choice=choice):
+            return decode._SCRIPTED[fn.__name__] if choice == "interpreter" else fn
+        monkeypatch.setattr(decode, "_compiled", pick)
         got = model.generate(reqs)
         _same(default[0], got[0])
         _same(default[1], got[1])
@@ -98,7 +102,7 @@ def test_threads_get_their_own_runner_and_the_same_results(setup) -> None:
     runners, results = [], []
 
     def work() -> None:
-        runners.append(decode._greedy_runner())
+        runners.append(decode._compiled(decode._greedy_steps))
         results.extend(model.generate(reqs) for _ in range(5))
 
     threads = [threading.Thread(target=work) for _ in range(2)]

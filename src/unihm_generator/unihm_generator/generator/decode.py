@@ -20,7 +20,7 @@ generation built once:
   a step's queries are one ``(rows * kv heads, heads per kv head, D)`` view and attend to
   their kv head's cached columns in one batched product, without a bias unless the batch is
   left-padded; the softmax scale is folded into the query's RoPE table;
-* the greedy loop runs as one TorchScript call (``_greedy_runner``).
+* the prefill's layers and the greedy loop run as one TorchScript call each (``_compiled``).
 
 Outputs agree with transformers' forward up to float rounding (tests compare hidden states
 and generated tokens). Only float32 weights without autocast, the plain Qwen3 layout (no
@@ -35,6 +35,7 @@ import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -279,21 +280,20 @@ class IncrementalDecoder:
             weights.workspace.last = (key, (self.keys, self.values, self.rope_prefix,
                                             self.scratch, self.per_layer, self.bias))
 
-    def _attend_prefill(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """Causal attention of the last ``q.shape[2]`` prefix columns to all ``k.shape[2]``
-        (the scale is already in ``q``)."""
-        tq, t = q.shape[2], k.shape[2]
-        attend = nn.functional.scaled_dot_product_attention
-        if not self.padded and tq in (1, t):
-            # every column (causal) or the last one (sees all)
-            return attend(q, k, v, is_causal=tq > 1, enable_gqa=True, scale=1.0)
-        causal = torch.ones(tq, t, dtype=torch.bool, device=q.device).tril(t - tq)
+    def _prefill_masks(self, t: int, keep: int) -> tuple[Tensor | None, Tensor | None]:
+        """Attention masks of the prefill's layers and of its last one (which runs the last
+        ``keep`` columns' queries only); None where plain causal attention (or, for one
+        query, attention to every column) is the same."""
         if not self.padded:
-            return attend(q, k, v, attn_mask=causal, enable_gqa=True, scale=1.0)
-        eye = torch.eye(t, dtype=torch.bool, device=q.device)[t - tq:]
+            if keep in (1, t):
+                return None, None
+            return None, torch.ones(keep, t, dtype=torch.bool,
+                                    device=self.valid.device).tril(t - keep)
+        causal = torch.ones(t, t, dtype=torch.bool, device=self.valid.device).tril()
+        eye = torch.eye(t, dtype=torch.bool, device=self.valid.device)
         # a padding query sees only itself: no row is fully masked (no NaN in the cache)
         allowed = causal & (self.valid | eye)
-        return attend(q, k, v, attn_mask=allowed, enable_gqa=True, scale=1.0)
+        return allowed, allowed[:, :, t - keep:]
 
     def prefill(self, embeds: Tensor, keep: int = 1) -> Tensor:
         """(B, T, H) prefix embeddings -> (B, keep, H) final hidden states of the last columns.
@@ -301,42 +301,15 @@ class IncrementalDecoder:
         The last layer fills the cache with every column's keys and values but runs its
         attention output, output projection and MLP on the ``keep`` returned columns only
         (their results are all that is read; at 48 columns and keep 1 about a tenth of the
-        prefill's products).
+        prefill's products). The layers run as one TorchScript call (``_prefill_layers``).
         """
         w = self.w
-        b, t, h = embeds.shape
-        d, heads, kv, group = w.head_dim, w.heads, w.kv_heads, w.group
-        hq, inter = heads + kv, w.intermediate
+        t = embeds.shape[1]
         keep = min(keep, t)
-        x = augment(embeds).view(b * t, 2, h)
-        rows = t                                                # columns x holds
-        for i, layer in enumerate(w.layers):
-            y = torch.layer_norm(x, (2, h), layer.norm_in, None, w.eps)[:, 0]
-            proj = torch.mm(y, layer.qkv).view(b, t, -1)
-            raw = proj[..., : hq * d].view(b, t, hq, 1, d)
-            qk = torch.cat([raw, raw.neg()], 3).view(b, t, hq, 2 * d)           # [h, -h]
-            qk = torch.layer_norm(qk, (2 * d,), self.head_ones, None, w.eps)
-            # the step's weighted sum of windows, as two elementwise products here (the
-            # reduction over the window dimension is the slow part at 48 columns)
-            table = self.rope_prefix[i]
-            rot = torch.mul(qk[..., :d], table[..., 0, :]).addcmul_(
-                qk[..., d // 2: d // 2 + d], table[..., 1, :]).view(b, t, kv, group + 1, d)
-            keys, values = self.keys[i, :, :, :t], self.values[i, :, :, :t]  # (B, kv, T, D)
-            keys.copy_(rot[:, :, :, group].transpose(1, 2))
-            values.copy_(proj[..., hq * d:].view(b, t, kv, d).transpose(1, 2))
-            if i == len(w.layers) - 1 and keep < t:
-                rows = keep
-                x = x.view(b, t, 2, h)[:, t - keep:].reshape(b * keep, 2, h)
-            q = rot[:, t - rows:, :, :group].reshape(b, rows, heads, d).transpose(1, 2)
-            att = self._attend_prefill(q, keys, values)
-            att = att.transpose(1, 2).reshape(b * rows, heads * d)
-            x = torch.addcmul(x, torch.mm(att, layer.out).unsqueeze(1), self.sign)
-            y = torch.layer_norm(x, (2, h), layer.norm_post, None, w.eps)[:, 0]
-            gu = torch.mm(y, layer.gate_up)
-            act = nn.functional.silu(gu[:, :inter], inplace=True).mul_(gu[:, inter:])
-            x = torch.addcmul(x, torch.mm(act, layer.down).unsqueeze(1), self.sign)
-        last = x.view(b, rows, 2, h)[:, rows - keep:]
-        return torch.layer_norm(last, (2, h), w.norm, None, w.eps)[:, :, 0]
+        mask, last_mask = self._prefill_masks(t, keep)
+        return _compiled(_prefill_layers)(
+            augment(embeds), self.per_layer, self.rope_prefix, self.sign, self.head_ones,
+            w.norm, mask, last_mask, [w.head_dim, w.group, keep], w.eps)
 
     def step(self, x: Tensor) -> Tensor:
         """(B, 2, H) next input as ``[x, -x]`` -> (B, H) final hidden state."""
@@ -354,9 +327,9 @@ class IncrementalDecoder:
         depend on the pick; ``head`` (H, V) the pickable rows' output weights, whose index v
         feeds ``table[v]`` back. Returns picks (B, count) and hidden states (B, count, H).
         """
-        codes, hidden = _greedy_runner()(last, inputs, head, self.w.inputs, self.per_layer,
-                                         self.scratch, self.bias, self.padded, self.sign,
-                                         self.w.norm, self.head_ones, self.t, count, self.w.eps)
+        codes, hidden = _compiled(_greedy_steps)(
+            last, inputs, head, self.w.inputs, self.per_layer, self.scratch, self.bias,
+            self.padded, self.sign, self.w.norm, self.head_ones, self.t, count, self.w.eps)
         self.t += count - 1
         return codes, hidden
 
@@ -377,7 +350,7 @@ def _step_layers(x: Tensor, t: int, layers: list[_LayerOperands], scratch: _Scra
     Written out flat with prepared views and ``out=`` buffers: at this size the cost of each
     tensor call, not arithmetic, dominates a step (``narrow``/``select`` rather than
     ``[:, :end]``: TorchScript issues one slice per indexed dimension, ``:`` included). Also
-    compiled by TorchScript (``_greedy_runner``), so only TorchScript-compatible Python here.
+    compiled by TorchScript (``_compiled``), so only TorchScript-compatible Python here.
     ``shapes``: hidden size, head size; ``bias`` is already cut to the t + 1 columns written
     so far (only added when ``padded``).
     """
@@ -411,6 +384,60 @@ def _step_layers(x: Tensor, t: int, layers: list[_LayerOperands], scratch: _Scra
     return torch.layer_norm(x, norm2, norm, None, eps).select(1, 0)
 
 
+def _prefill_layers(x: Tensor, layers: list[_LayerOperands], rope_prefix: list[Tensor],  # noqa: PLR0917
+                    sign: Tensor, head_ones: Tensor, norm: Tensor, mask: Tensor | None,
+                    last_mask: Tensor | None, shapes: list[int], eps: float) -> Tensor:
+    """``IncrementalDecoder.prefill``'s layers: ``x`` (B, T, 2, H) -> (B, keep, H).
+
+    ``mask``: the layers' attention mask (None: causal); ``last_mask``: the last layer's,
+    whose queries are the last ``keep`` columns only (None: causal, or all columns for
+    one query). ``shapes``: head size, query heads per kv head, keep. TorchScript-compatible
+    (``_compiled``): ~30 tensor calls a layer.
+    """
+    b, t, h = x.shape[0], x.shape[1], x.shape[3]
+    d, group, keep = shapes[0], shapes[1], shapes[2]
+    norm2, head2, half = [2, h], [2 * d], d // 2
+    x = x.reshape(b * t, 2, h)
+    rows = t                                                    # columns x holds
+    count = len(layers)
+    for i in range(count):
+        (norm_in, qkv, out, norm_post, gate_up, down, _rope, keys_all, values_all, _keys_t,
+         _values_flat) = layers[i]
+        kv = keys_all.shape[1]
+        heads, inter = kv * group, gate_up.shape[1] // 2
+        hq = heads + kv
+        proj = torch.mm(torch.layer_norm(x, norm2, norm_in, None, eps).select(1, 0),
+                        qkv).view(b, t, -1)
+        raw = proj.narrow(2, 0, hq * d).view(b, t, hq, 1, d)
+        qk = torch.cat([raw, raw.neg()], 3).view(b, t, hq, 2 * d)              # [h, -h]
+        qk = torch.layer_norm(qk, head2, head_ones, None, eps)
+        # the step's weighted sum of windows, as two elementwise products here (the
+        # reduction over the window dimension is the slow part at 48 columns)
+        table = rope_prefix[i]
+        rot = torch.mul(qk.narrow(3, 0, d), table.select(-2, 0)).addcmul_(
+            qk.narrow(3, half, d), table.select(-2, 1)).view(b, t, kv, group + 1, d)
+        keys, values = keys_all.narrow(2, 0, t), values_all.narrow(2, 0, t)  # (B, kv, T, D)
+        keys.copy_(rot.select(3, group).transpose(1, 2))
+        values.copy_(proj.narrow(2, hq * d, kv * d).view(b, t, kv, d).transpose(1, 2))
+        attn_mask = mask
+        if i == count - 1 and keep < t:
+            rows = keep
+            x = x.view(b, t, 2, h).narrow(1, t - keep, keep).reshape(b * keep, 2, h)
+            attn_mask = last_mask
+        q = rot.narrow(1, t - rows, rows).narrow(3, 0, group).reshape(b, rows, heads, d)
+        att = nn.functional.scaled_dot_product_attention(
+            q.transpose(1, 2), keys, values, attn_mask=attn_mask,
+            is_causal=attn_mask is None and rows == t, scale=1.0, enable_gqa=True)
+        att = att.transpose(1, 2).reshape(b * rows, heads * d)
+        x = torch.addcmul(x, torch.mm(att, out).unsqueeze(1), sign)
+        gu = torch.mm(torch.layer_norm(x, norm2, norm_post, None, eps).select(1, 0), gate_up)
+        act = nn.functional.silu(gu.narrow(1, 0, inter), inplace=True).mul_(
+            gu.narrow(1, inter, inter))
+        x = torch.addcmul(x, torch.mm(act, down).unsqueeze(1), sign)
+    last = x.view(b, rows, 2, h).narrow(1, rows - keep, keep)
+    return torch.layer_norm(last, norm2, norm, None, eps).select(2, 0)
+
+
 def _greedy_steps(last: Tensor, inputs: Tensor, head: Tensor, table: Tensor,  # noqa: PLR0917
                   layers: list[_LayerOperands], scratch: _Scratch, bias: Tensor,
                   padded: bool, sign: Tensor, norm: Tensor, head_ones: Tensor, t0: int,
@@ -431,42 +458,48 @@ def _greedy_steps(last: Tensor, inputs: Tensor, head: Tensor, table: Tensor,  # 
     return torch.stack(codes, 1), torch.stack(hidden, 1)
 
 
-_SCRIPTED: list[Callable[..., tuple[Tensor, Tensor]]] = []
+_SCRIPTED: dict[str, Callable[..., Any]] = {}
 _STATIC = threading.local()
 
 
-def _greedy_runner() -> Callable[..., tuple[Tensor, Tensor]]:
-    """``_greedy_steps`` compiled by TorchScript once per process (~0.1 s), run by
-    TorchScript's static runtime where it loads, else by its interpreter, else as is.
+def _compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` compiled by TorchScript once per process (~0.1 s), run by TorchScript's static
+    runtime where it loads, else by its interpreter, else as is.
 
-    Why: the loop issues ~100 small tensor calls per step; run by TorchScript's interpreter
-    they skip Python's argument handling (~15-20% of a step here, measured), and the static
-    runtime (TorchScript's executor for inference graphs) spends less again per call (~4%
-    of the loop, measured). Same kernels, same results. A static runtime instance holds one
-    run's state, so each thread gets its own. TorchScript is deprecated upstream: where it is
-    missing or fails, the plain function runs.
+    Why: the greedy loop issues ~100 small tensor calls per step, the prefill ~30 per layer;
+    run by TorchScript's interpreter they skip Python's argument handling (~15-20% of a
+    step here, measured), and the static runtime (TorchScript's executor for inference
+    graphs) spends less again per call (~2-4% of the loop, measured). Same kernels, same
+    results. A static runtime instance holds one run's state, so each thread gets its own.
+    TorchScript is deprecated upstream: where it is missing or fails, the plain function
+    runs (``UNIHM_NO_TORCHSCRIPT=1`` asks for that, ``UNIHM_NO_STATIC_RUNTIME=1`` for the
+    interpreter).
     """
-    runner = getattr(_STATIC, "runner", None)
+    name = fn.__name__
+    runners = getattr(_STATIC, "runners", None)
+    if runners is None:
+        runners = _STATIC.runners = {}
+    runner = runners.get(name)
     if runner is not None:
         return runner
-    if not _SCRIPTED:
-        scripted: Callable[..., tuple[Tensor, Tensor]] = _greedy_steps
+    if name not in _SCRIPTED:
+        scripted: Callable[..., Any] = fn
         if os.environ.get("UNIHM_NO_TORCHSCRIPT", "") in ("", "0"):
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    scripted = torch.jit.script(_greedy_steps)
+                    scripted = torch.jit.script(fn)
             except Exception:  # noqa: BLE001 - any scripting failure: run the plain function
-                scripted = _greedy_steps
-        _SCRIPTED.append(scripted)
-    runner = _SCRIPTED[0]
+                scripted = fn
+        _SCRIPTED[name] = scripted
+    runner = _SCRIPTED[name]
     graph = getattr(runner, "graph", None)
     if graph is not None and os.environ.get("UNIHM_NO_STATIC_RUNTIME", "") in ("", "0"):
         try:
             graph = graph.copy()
-            torch._C._jit_pass_inline(graph)                   # the step function's call
+            torch._C._jit_pass_inline(graph)                   # calls of other functions
             runner = torch._C._jit_to_static_module(graph)
         except Exception:  # noqa: BLE001 - no static runtime here: the interpreter runs it
-            runner = _SCRIPTED[0]
-    _STATIC.runner = runner
+            runner = _SCRIPTED[name]
+    runners[name] = runner
     return runner
