@@ -163,3 +163,19 @@ def test_mask_feeding_follows_the_checkpoint(trained, monkeypatch) -> None:
     masked = gen.generate(specs, feed_mask=True)
     for x, y in zip(default, masked, strict=True):
         np.testing.assert_array_equal(x.tokens, y.tokens)
+
+
+def test_warm_up_leaves_no_trace_in_later_results(trained) -> None:
+    """The node warms up at start-up; a warm-up request of the same shape as the next one
+    (its decoder buffers are reused) must not change what that request returns."""
+    root, _, _, examples = trained
+    spec = _spec(examples[0])
+    cold = Generator.load(root / "ckpt").generate([spec])[0]
+    warm = Generator.load(root / "ckpt")
+    seconds = warm.warm_up(frames=len(spec.target))
+    assert np.isfinite(seconds) and seconds > 0
+    again = warm.generate([spec])[0]
+    np.testing.assert_array_equal(again.tokens, cold.tokens)
+    np.testing.assert_allclose(again.wrist_poses, cold.wrist_poses, atol=1e-6)
+    for hand in spec.hands:
+        np.testing.assert_allclose(again.joints[hand], cold.joints[hand], atol=1e-6)

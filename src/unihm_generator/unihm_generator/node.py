@@ -32,6 +32,7 @@ NODE_NAME = "unihm_generator"
 DEFAULTS: dict[str, Any] = {
     "checkpoint": "",
     "threads": 1,
+    "warm_up": True,  # one request at start-up: the first goal does not pay the one-off costs
 }
 
 
@@ -55,6 +56,8 @@ class GeneratorNode(Node):
 
             generator = Generator.load(self.get_parameter("checkpoint").value or None)
         self.generator = generator
+        if self.get_parameter("warm_up").value:
+            self.get_logger().info(f"warmed up in {generator.warm_up():.2f} s")
         self.pub = self.create_publisher(HandTrajectory, "/unihm/generated_trajectory",
                                          PIPELINE_QOS)
         self.create_service(Generate, "/unihm/generate", self._on_generate,
