@@ -18,6 +18,8 @@ from unihm_core.dataset.physics import (
     LiftParams,
     ObjectModelError,
     PhysicsCheckError,
+    lift_capacity,
+    support_score,
 )
 from unihm_core.dataset.physics_benchmark import pinch_grasp, wrap_grasp
 from unihm_core.hands import hand_ids, hand_kinematics
@@ -265,3 +267,60 @@ def test_mimic_followers_do_not_block_their_leader() -> None:
     q = d.qpos[checker._hand_qpos]
     for joint in ("left_hand_Thumb_Opposition", "left_hand_j5"):
         assert q[kin.full_joint_names.index(joint)] == pytest.approx(0.6, abs=0.02), joint
+
+
+def test_support_score_prefers_side_and_underside_contacts() -> None:
+    """Side contacts carry the object by friction, a contact on a top face only pushes it
+    down: the score orders them so, and is 0 without contacts."""
+    side, shoulder, top, under = [1, 0, 0], [0.9, 0, 0.42], [0, 0, 1], [0.8, 0, -0.6]
+    assert support_score([side, [-1, 0, 0]]) == pytest.approx(1.0)
+    assert support_score([under]) > support_score([side]) > support_score([shoulder]) > 0.0
+    assert support_score([top]) == pytest.approx(-1.0)
+    assert support_score(np.zeros((0, 3))) == 0.0
+
+
+def test_contact_normals_of_a_side_pinch_are_horizontal(panda_brick) -> None:
+    """The pads of the pinch touch the brick's sides; the same pads pressed onto its top face
+    touch a face whose normal points up. Nothing is simulated (the scene is left as set)."""
+    checker, object_pose, wrist, q = panda_brick
+    normals = checker.contact_normals(object_pose, wrist, q)
+    assert len(normals) == 2
+    np.testing.assert_allclose(normals[:, 2], 0.0, atol=0.05)
+    assert checker.contact_support(object_pose, wrist, q) > 0.9
+    time_before = checker.data.time
+    above = _moved(wrist, (0.0, 0.0, 0.3))  # far above: nothing touches
+    assert len(checker.contact_normals(object_pose, above, q)) == 0
+    assert checker.contact_support(object_pose, above, q) == 0.0
+    assert checker.data.time == time_before
+    # closed pads resting 1 mm deep on the top face
+    pressed = checker.contact_normals(object_pose, _moved(wrist, (0.0, 0.0, 0.019)), [0.0])
+    assert len(pressed) and pressed[:, 2].mean() > 0.9
+
+
+def test_lift_capacity_needs_contacts_that_balance_the_weight() -> None:
+    """Two pads pinching through the centre of mass carry a weight; the same pinch 3 cm
+    beside it lets the object swing (point contacts, no torque); pads on the top face only
+    push it down; fingers under a lip carry it best."""
+    side = np.array([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]])
+    centred = np.array([[0.03, 0.0, 0.0], [-0.03, 0.0, 0.0]])
+    assert lift_capacity(centred, side, [0, 1]) == pytest.approx(1.0, abs=1e-6)  # 2 x mu 0.5
+    beside = centred + np.array([0.0, 0.03, 0.0])
+    assert lift_capacity(beside, side, [0, 1]) == pytest.approx(0.0, abs=1e-9)
+    # a patch of points per pad resists the swing again
+    patch = np.concatenate([beside + np.array([0.0, dy, dz]) for dy in (-0.01, 0.01)
+                            for dz in (-0.01, 0.01)])
+    assert lift_capacity(patch, np.tile(side, (4, 1)), [0, 1] * 4) > 0.1
+    top = np.array([[0.01, 0.0, 0.05], [-0.01, 0.0, 0.05]])
+    assert lift_capacity(top, [[0, 0, 1.0], [0, 0, 1.0]], [0, 1]) == pytest.approx(0.0, abs=1e-9)
+    under = np.array([[0.03, 0.0, -0.01], [-0.03, 0.0, -0.01]])
+    tilted = np.array([[0.8, 0.0, -0.6], [-0.8, 0.0, -0.6]])
+    assert lift_capacity(under, tilted, [0, 1]) > lift_capacity(centred, side, [0, 1])
+    assert lift_capacity(np.zeros((0, 3)), np.zeros((0, 3)), []) == 0.0
+
+
+def test_the_panda_pinch_of_the_brick_can_carry_it(panda_brick) -> None:
+    checker, object_pose, wrist, q = panda_brick
+    assert checker.lift_capacity(object_pose, wrist, q) > 0.5
+    assert checker.fingertip_force() == pytest.approx(70.0)  # the gripper's finger force
+    assert LiftChecker("inspire_left", "061_foam_brick").fingertip_force() < \
+        0.7 * LiftChecker("shadow_right", "061_foam_brick").fingertip_force()

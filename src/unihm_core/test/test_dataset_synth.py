@@ -43,9 +43,16 @@ def test_sequences_are_complete_and_physically_checked(tiny: Path) -> None:
         # the reference hand's grasps are its own; the others' retargeted from them or,
         # where polishing could not make them pass the filters, synthesized for the hand
         assert set(rows["grasps"]["shadow_right"]["origins"]) == {"synthesized"}
-        for row in rows["grasps"].values():
+        for hand_id, row in rows["grasps"].items():
             assert len(row["origins"]) == row["checked"]
             assert set(row["origins"]) <= {"retargeted", "synthesized"}
+            if hand_id != "shadow_right" or row["checked"] > 1:
+                # every grasp used passed the support tests (the reference hand alone may
+                # keep its one best grasp when none passes)
+                config = _config()
+                assert min(row["support"], default=1.0) >= config.min_support
+                assert min(row["capacity"], default=1.0) >= config.min_capacity
+                assert max(row["penetration_mm"], default=0.0) <= config.choice_penetration_mm
     for record in ds.records():
         assert record.instructions and record.heldout_instructions
         assert not set(record.instructions) & set(record.heldout_instructions)

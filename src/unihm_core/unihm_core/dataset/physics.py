@@ -345,6 +345,66 @@ def min_jerk(s: float) -> float:
     return s * s * s * (10.0 + s * (-15.0 + 6.0 * s))
 
 
+def support_score(normals: ArrayLike, friction: float = 1.0) -> float:
+    """Mean over contacts (outward unit normals, world frame, z up) of how much upward force a
+    squeezing contact can give per unit of its squeeze force: ``mu sqrt(1 - n_z^2) - n_z``,
+    its friction along the surface upward minus the downward push of its normal force. A side
+    contact gives ``mu`` (1), one on a face tilted up by 25 deg (a bottle's shoulder) 0.49,
+    one on a top face -1: the squeeze pushes the object down, onto the table while it stands
+    there and out of the hand once it is lifted. 0 without contacts."""
+    n = np.asarray(normals, dtype=np.float64).reshape(-1, 3)
+    if not len(n):
+        return 0.0
+    nz = np.clip(n[:, 2], -1.0, 1.0)
+    return float(np.mean(friction * np.sqrt(1.0 - nz * nz) - nz))
+
+
+def lift_capacity(points: ArrayLike, normals: ArrayLike, groups: ArrayLike,
+                  friction: float = 0.5, edges: int = 4) -> float:
+    """The largest weight (in units of one finger's pressing force) that contacts can hold
+    against gravity without turning the object: a linear program over friction-pyramid
+    forces at ``points`` (K, 3, relative to the centre of mass, z up) with outward
+    ``normals`` (K, 3), zero net torque, net force straight up, and the normal forces of the
+    contacts of one ``groups`` label (a hand link) averaging at most 1 (a link presses with
+    a bounded force, spread over its contact points; MuJoCo gives a broad contact patch
+    several points, which can resist a torque that one point cannot). ``friction`` is a
+    conservative coefficient (the simulation's is 1): a grasp that needs all of it holds
+    only while nothing disturbs it. 0 without contacts or when the contacts cannot hold
+    the object at all (a pinch whose axis passes beside the centre of mass lets it swing;
+    fingers on faces that face up only push it down); the grasp wrench space of grasp
+    analysis, restricted to the one wrench a lift needs."""
+    from scipy.optimize import linprog
+
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    n = np.asarray(normals, dtype=np.float64).reshape(-1, 3)
+    labels = np.asarray(groups).reshape(-1)
+    if not len(p):
+        return 0.0
+    helper = np.where(np.abs(n[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
+    t1 = np.cross(n, helper)
+    t1 /= np.linalg.norm(t1, axis=1, keepdims=True)
+    t2 = np.cross(n, t1)
+    angles = 2.0 * np.pi * np.arange(edges) / edges
+    # (K, E, 3) pyramid edges, each with unit normal component (pressing into the object)
+    e = -n[:, None] + friction * (np.cos(angles)[None, :, None] * t1[:, None]
+                                  + np.sin(angles)[None, :, None] * t2[:, None])
+    wrench = np.concatenate([e, np.cross(p[:, None], e)], axis=2).reshape(-1, 6).T
+    nv = wrench.shape[1]
+    a_eq = np.zeros((6, nv + 1))
+    a_eq[:, :nv] = wrench
+    a_eq[2, nv] = -1.0  # the net force is the lifted weight, straight up
+    unique = np.unique(labels)
+    a_ub = np.zeros((len(unique), nv + 1))
+    for row, label in enumerate(unique):
+        mine = np.repeat(labels == label, edges)
+        a_ub[row, :nv] = mine / int((labels == label).sum())
+    cost = np.zeros(nv + 1)
+    cost[nv] = -1.0
+    result = linprog(cost, A_ub=a_ub, b_ub=np.ones(len(unique)), A_eq=a_eq, b_eq=np.zeros(6),
+                     bounds=[(0.0, None)] * (nv + 1), method="highs")
+    return float(result.x[nv]) if result.status == 0 else 0.0
+
+
 def _finger_joints_per_tip(kin: HandKinematics) -> dict[str, int]:
     """For each URDF joint, on how many fingertip chains it lies (not counting mimics)."""
     model = kin.model
@@ -587,6 +647,21 @@ class LiftChecker:
                     f"collision geometry in {kin.config.urdf_path.name}; add <collision> "
                     "elements (boxes or meshes) to its URDF")
 
+    def fingertip_force(self) -> float:
+        """A rough force (N) one finger presses with: the median force limit of the joints
+        that close the hand over half the hand's length (wrist to farthest fingertip), or a
+        gripper's finger force. It ranks hands (the Inspire's 1 N m fingers press half as
+        hard as the Shadow hand's 2 N m ones), it does not predict a contact force."""
+        from unihm_core.dataset.grasp_synthesis import hand_spheres
+
+        closing = (self._closing != 0) & ~self._wrist_like
+        if not closing.any():
+            closing = ~self._wrist_like
+        force = float(np.median(self.force_limits[closing]))
+        if self._prismatic[closing].any():
+            return force
+        return force / (0.5 * hand_spheres(self.hand_id).length)
+
     # ---------------------------------------------------------------------- object helpers
     def object_points(self, object_pose: ArrayLike) -> FloatArray:
         """World vertices (N, 3) of the object's collision meshes at ``object_pose``."""
@@ -629,6 +704,30 @@ class LiftChecker:
         closing[self._wrist_like] = 0.0
         return np.clip(q + push * closing, self.kin.lower, self.kin.upper)
 
+    def _touching_now(self, margin: float) -> tuple[FloatArray, FloatArray, NDArray[np.int_]]:
+        """Hand-object contacts within ``margin`` of the state in :attr:`data` (see
+        :meth:`touching`); the state's own contacts are restored."""
+        m, d = self.model, self.data
+        hand = np.flatnonzero(self._is_hand_geom)
+        saved = m.geom_margin[hand].copy()
+        m.geom_margin[hand] = margin
+        try:
+            _mujoco().mj_collision(m, d)
+            geoms = self._contacts()[0].copy()  # views into d.contact, refilled below
+            frames = d.contact.frame[:d.ncon, :3].copy()
+            points = d.contact.pos[:d.ncon].copy()
+        finally:
+            m.geom_margin[hand] = saved
+            _mujoco().mj_collision(m, d)
+        pos, normals, bodies = [], [], []
+        for (g1, g2), normal, point in zip(geoms, frames, points, strict=True):
+            if self._is_obj_geom[g1] and self._is_hand_geom[g2]:  # the frame points to geom2
+                pos.append(point), normals.append(normal), bodies.append(m.geom_bodyid[g2])
+            elif self._is_obj_geom[g2] and self._is_hand_geom[g1]:
+                pos.append(point), normals.append(-normal), bodies.append(m.geom_bodyid[g1])
+        return (np.array(pos).reshape(-1, 3), np.array(normals).reshape(-1, 3),
+                np.array(bodies, dtype=int))
+
     def set_grasp(self, object_pose: ArrayLike, wrist_pose: ArrayLike, q: ArrayLike) -> None:
         """Put :attr:`data` in the kinematic grasp (simulation reset, servos not set), e.g. to
         render the scene or to run MuJoCo directly."""
@@ -666,6 +765,40 @@ class LiftChecker:
         if not pair.any():
             return 0.0, 0
         return max(0.0, float(-dist[pair].min())), int(pair.sum())
+
+    def touching(self, object_pose: ArrayLike, wrist_pose: ArrayLike, q: ArrayLike,
+                 margin: float = 0.002) -> tuple[FloatArray, FloatArray, NDArray[np.int_]]:
+        """Where the hand touches the object at the kinematic grasp, counting surfaces within
+        ``margin`` (m) as touching: contact points (K, 3, world), outward object normals
+        (K, 3) and the hand body of each (K,). Pure collision geometry: nothing moves."""
+        self._set_grasp(_check_pose(object_pose, "object_pose"),
+                        _check_pose(wrist_pose, "wrist_pose"), self._check_q(q, "q"))
+        return self._touching_now(margin)
+
+    def contact_normals(self, object_pose: ArrayLike, wrist_pose: ArrayLike, q: ArrayLike,
+                        margin: float = 0.002) -> FloatArray:
+        """Outward object normals (K, 3, world frame) where the hand touches the object at
+        the kinematic grasp (:meth:`touching`), one per hand body: the mean over its
+        contacts."""
+        _, normals, bodies = self.touching(object_pose, wrist_pose, q, margin)
+        if not len(bodies):
+            return np.zeros((0, 3))
+        means = np.array([normals[bodies == b].mean(axis=0) for b in np.unique(bodies)])
+        return means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+
+    def contact_support(self, object_pose: ArrayLike, wrist_pose: ArrayLike, q: ArrayLike,
+                        margin: float = 0.002) -> float:
+        """How well the grasp's contacts can carry the object against gravity, from their
+        normals alone (:func:`support_score` of :meth:`contact_normals`); 0 without contact."""
+        return support_score(self.contact_normals(object_pose, wrist_pose, q, margin))
+
+    def lift_capacity(self, object_pose: ArrayLike, wrist_pose: ArrayLike, q: ArrayLike,
+                      friction: float = 0.5, margin: float = 0.002) -> float:
+        """:func:`lift_capacity` of the contacts at the kinematic grasp (:meth:`touching`),
+        about the object's centre of mass."""
+        points, normals, bodies = self.touching(object_pose, wrist_pose, q, margin)
+        com = self.data.xipos[self._obj_body].copy()
+        return lift_capacity(points - com, normals, bodies, friction)
 
     # ------------------------------------------------------------------------------ checks
     def penetration_mm(self, object_pose: ArrayLike, wrist_pose: ArrayLike,

@@ -82,6 +82,28 @@ class SynthConfig:
     max_penetration_mm: float = 5.0
     """Grasps whose hand penetrates the object deeper (MuJoCo collision geometry) are filtered
     out before the lift simulation; the lift success rate is over the grasps kept."""
+    min_support: float = 0.5
+    """Least :func:`physics.support_score` of a seated grasp's contact normals (0.5:
+    contacts tilted up by about 25 deg on average, a bottle's shoulder)..."""
+    min_capacity: float = 0.75
+    """...and least :func:`physics.lift_capacity` of its contacts (friction 0.5), raised for
+    heavy objects and weak hands (``capacity_share``), for the grasp to be used;
+    docs/dataset.md says how they were chosen."""
+    choice_penetration_mm: float = 3.0
+    """A grasp deeper than this (mm) is passed over like one failing the support tests
+    while an alternative is left: the optimizer's sphere model misjudges some links, and
+    the deepest kept grasps were the ones that slipped in the lift."""
+    slip_drop: float = 0.003
+    """The lift capacity is also measured with the object this much (m) lower in the hand,
+    and the smaller value counts."""
+    capacity_share: float = 0.22
+    """Share of a hand's fingertip force one contact point is counted to press with when
+    converting a weight into the lift capacity it needs (3.8 N for the Shadow hand)."""
+    support_tries: int = 8
+    """Own synthesized grasps a hand tries per slot before sitting the slot out..."""
+    own_batches: int = 3
+    """...out of at most this many batches of ``grasp_candidates`` (the next batch is only
+    synthesized when the previous one is used up)."""
     workers: int = 2
 
     def hand_list(self) -> tuple[str, ...]:
@@ -144,28 +166,132 @@ def _grasp_object(source: ObjectSource) -> Any:
     return GraspObject(source.object_id, source.collision_files or (source.mesh_file,))
 
 
-def _replace_failed(hand_id: str, obj: ObjectModel, polished: list[Any], *, table_z: float,
-                    config: SynthConfig, seed: int) -> list[Any]:
-    """A retargeted grasp that polishing cannot make a grasp of this hand (a fingertip that
-    should touch is off the surface, the thumb does not oppose the fingers, the hand is in
-    the object: the quality filters of :mod:`.grasp_synthesis`) is replaced by one of the
-    hand's own synthesized grasps, of the same mode where one is left. Hands differ too
-    much in size and thumb placement for every human-like grasp to carry over (a parallel
-    gripper given a fingertip pinch from above presses both pads onto the top face)."""
-    from unihm_core.dataset.grasp_synthesis import synthesize_grasps
+def _seated(checker: Any, rest: FloatArray, grasp: HandGrasp) -> tuple[HandGrasp, Any]:
+    """The grasp where a squeeze leaves the fingers (:meth:`LiftChecker.seat`), or the
+    kinematic grasp when seating fails; and the seating's result."""
+    seated = checker.seat(rest, rest @ grasp.wrist_in_object, grasp.q_grasp,
+                          q_open=grasp.q_open)
+    if seated.success:
+        grasp = HandGrasp(seated.wrist_in_object, seated.q, grasp.q_pregrasp, grasp.q_open)
+    return grasp, seated
 
-    bad = [i for i, g in enumerate(polished) if not g.passed_filters]
-    if not bad:
-        return polished
-    own = synthesize_grasps(hand_id, obj, table_z=table_z, num=config.grasp_candidates,
-                            seed=seed)
-    out = list(polished)
-    for i in bad:
-        same = [k for k, g in enumerate(own) if g.mode == polished[i].mode]
-        pick = same[0] if same else (0 if own else None)
-        if pick is not None:
-            out[i] = own.pop(pick)
+
+@dataclass
+class _Choice:
+    """A hand's candidate for one bank slot, seated, with the analytic measures of its
+    contacts (:func:`physics.support_score`, :func:`physics.lift_capacity`) and origin."""
+
+    grasp: HandGrasp
+    seated: Any
+    support: float
+    capacity: float
+    penetration_mm: float
+    origin: str
+    mode: str
+
+    def score(self, need: tuple[float, float, float]) -> float:
+        """At least 1 when both measures reach ``need`` (support, capacity) and the hand is
+        no deeper in the object than ``need[2]`` mm: the lowest ratio."""
+        return min(self.support / need[0], self.capacity / need[1],
+                   need[2] / max(self.penetration_mm, 1e-9))
+
+
+def _needs(config: SynthConfig, checker: Any) -> tuple[float, float, float]:
+    """The least support score and lift capacity a grasp of this checker's hand and object
+    needs, and its deepest allowed penetration (mm). The capacity is in pressing forces of
+    one contact point; a contact point is counted to press with ``capacity_share`` of the
+    hand's fingertip force (:meth:`LiftChecker.fingertip_force`), and the grasp must carry
+    the object's weight so, but never less than ``min_capacity``: the Inspire's 1 N m
+    fingers need about twice the capacity of the Shadow hand's 2 N m ones."""
+    need = 9.81 * checker.object_mass / (config.capacity_share * checker.fingertip_force())
+    return config.min_support, max(config.min_capacity, need), config.choice_penetration_mm
+
+
+def _candidate(checker: Any, rest: FloatArray, grasp: HandGrasp, origin: str,
+               mode: str, *, config: SynthConfig) -> _Choice:
+    """Seat a grasp and measure its seated contacts (collision geometry, no simulation).
+    The lift capacity is the smaller of the grasp's and that of the same hand with the
+    object ``config.slip_drop`` lower: a grasp that only holds while nothing moves (fingers
+    on a top edge, a shoulder, a face that faces up) loses its contacts or their support
+    when the object sinks a few millimetres into it, one on the sides or under a lip keeps
+    them."""
+    g, seated = _seated(checker, rest, grasp)
+    wrist = rest @ g.wrist_in_object
+    sunk = rest.copy()
+    sunk[2, 3] -= config.slip_drop
+    capacity = min(checker.lift_capacity(rest, wrist, g.q_grasp),
+                   checker.lift_capacity(sunk, wrist, g.q_grasp))
+    return _Choice(g, seated, float(checker.contact_support(rest, wrist, g.q_grasp)),
+                   float(capacity), float(checker.penetration_mm(rest, wrist, g.q_grasp)),
+                   origin, mode)
+
+
+def _choose_grasps(hand_id: str, polished: list[Any], own: Callable[[int], list[Any]], *,
+                   checker: Any, rest: FloatArray, config: SynthConfig
+                   ) -> list[_Choice | None]:
+    """Per slot, the hand's grasp: the polished retargeted one when it passes the quality
+    filters of :mod:`.grasp_synthesis` and its seated contacts can carry the object
+    (:meth:`_Choice.score` at least 1), else the first of the hand's own synthesized grasps
+    (same mode first) that can, trying at most ``config.support_tries``; None (the hand
+    sits this grasp out) when none can. Hands differ too much in size and thumb placement
+    for every human-like grasp to carry over (a parallel gripper given a fingertip pinch
+    from above pressed both pads onto the top face), and a grasp whose fingers rest on
+    surfaces that face up, or whose contacts cannot balance the object's weight without
+    turning it, does not hold it. ``own(k)`` synthesizes the hand's k-th batch of grasps
+    (only when one is needed; at most ``config.own_batches``)."""
+    kin = hand_kinematics(hand_id)
+    need = _needs(config, checker)
+    pool: list[Any] = []
+    batches = 0
+    out: list[_Choice | None] = []
+    for p in polished:
+        pick = None
+        if p.passed_filters:
+            c = _candidate(checker, rest,
+                           HandGrasp(p.wrist_pose, p.q, p.q_pregrasp, kin.open_pose),
+                           "retargeted", p.mode, config=config)
+            pick = c if c.score(need) >= 1.0 else None
+        tries = 0
+        while pick is None and tries < config.support_tries:
+            while not pool and batches < config.own_batches:
+                pool = own(batches)
+                batches += 1
+            if not pool:
+                break
+            same = [k for k, g in enumerate(pool) if g.mode == p.mode]
+            s = pool.pop(same[0] if same else 0)
+            tries += 1
+            c = _candidate(checker, rest,
+                           HandGrasp(s.wrist_pose, s.q, s.q_pregrasp, kin.open_pose),
+                           "synthesized", s.mode, config=config)
+            pick = c if c.score(need) >= 1.0 else None
+        out.append(pick)
     return out
+
+
+def _reference_grasps(candidates: list[Any], checker: Any, rest: FloatArray,
+                      config: SynthConfig) -> tuple[list[Any], list[_Choice]]:
+    """The reference hand's grasps: the best by energy whose seated contacts can carry the
+    object (see :func:`_choose_grasps`), at most ``grasps_per_object``; the best-scoring
+    one alone when none can (an object needs at least one grasp)."""
+    q_open = hand_kinematics(config.reference_hand).open_pose
+    need = _needs(config, checker)
+    found, choices, spare = [], [], []
+    for cand in candidates:
+        choice = _candidate(checker, rest, HandGrasp(cand.wrist_pose, cand.q,
+                                                     cand.q_pregrasp, q_open),
+                            "synthesized", cand.mode, config=config)
+        if choice.score(need) < 1.0:
+            spare.append((cand, choice))
+            continue
+        found.append(cand)
+        choices.append(choice)
+        if len(found) == config.grasps_per_object:
+            break
+    if not found and spare:
+        cand, choice = max(spare, key=lambda s: s[1].score(need))
+        return [cand], [choice]
+    return found, choices
 
 
 def build_grasp_bank(spec: str, config: SynthConfig, object_index: int) -> GraspBank:
@@ -181,66 +307,66 @@ def build_grasp_bank(spec: str, config: SynthConfig, object_index: int) -> Grasp
     extent = obj.points.max(axis=0) - obj.points.min(axis=0)
     seed = int(_child_seed(config.seed, object_index).integers(2**31))
     ref = config.reference_hand
-    found = synthesize_grasps(ref, obj, table_z=table_z, num=config.grasp_candidates,
-                              seed=seed)
-    found = [g for g in found if g.passed_filters][: config.grasps_per_object]
+    params = LiftParams(max_penetration_mm=config.max_penetration_mm)
+    checkers = {h: LiftChecker(h, _grasp_object(source), params) for h in config.hand_list()}
     kin_ref = hand_kinematics(ref)
+    # More candidates than the other hands get: about a quarter of the candidates pass the
+    # quality filters and a third to a half of those the support tests, and every other
+    # hand starts from these grasps.
+    candidates = [g for g in synthesize_grasps(ref, obj, table_z=table_z,
+                                               num=4 * config.grasp_candidates, seed=seed)
+                  if g.passed_filters]
+    found, ref_choices = _reference_grasps(candidates, checkers[ref], rest, config)
     bank = GraspBank(source, rest, obj.points[: config.surface_points],
                      obj.normals[: config.surface_points], extent)
     bank.seconds["reference"] = time.perf_counter() - tic
-    per_hand: dict[str, list[HandGrasp]] = {}
-    origin: dict[str, list[str]] = {ref: ["synthesized"] * len(found)}
+    chosen: dict[str, list[_Choice | None]] = {ref: list(ref_choices)}
     reflection = symmetry_plane(obj.points)
     for hand_id in config.hand_list():
         t0 = time.perf_counter()
         if hand_id == ref:
-            per_hand[hand_id] = [HandGrasp(g.wrist_pose, g.q, g.q_pregrasp, kin_ref.open_pose)
-                                 for g in found]
-        else:
-            kin = hand_kinematics(hand_id)
-            keyframes = [retarget_keyframes(hand_id, np.stack([kin_ref.open_pose,
-                                                               g.q_pregrasp, g.q]), ref)
-                         for g in found]
-            # A hand of the other side grasps the mirror image of the reference grasp.
-            wrists = [mirror_wrist(g.wrist_pose, reflection) if mirrors_reference(hand_id, ref)
-                      else g.wrist_pose for g in found]
-            polished = polish_grasps(hand_id, obj, wrists,
-                                     [k[2] for k in keyframes], table_z=table_z,
-                                     mode=[g.mode for g in found])
-            polished = _replace_failed(
-                hand_id, obj, polished, table_z=table_z, config=config,
-                seed=seed + 7919 * (1 + config.hand_list().index(hand_id)))
-            origin[hand_id] = ["synthesized" if p.part >= 0 else "retargeted"
-                               for p in polished]
-            per_hand[hand_id] = [HandGrasp(p.wrist_pose, p.q, p.q_pregrasp, kin.open_pose)
-                                 for p in polished]
+            continue
+        keyframes = [retarget_keyframes(hand_id, np.stack([kin_ref.open_pose,
+                                                           g.q_pregrasp, g.q]), ref)
+                     for g in found]
+        # A hand of the other side grasps the mirror image of the reference grasp.
+        wrists = [mirror_wrist(g.wrist_pose, reflection) if mirrors_reference(hand_id, ref)
+                  else g.wrist_pose for g in found]
+        polished = polish_grasps(hand_id, obj, wrists, [k[2] for k in keyframes],
+                                 table_z=table_z, mode=[g.mode for g in found])
+        own_seed = seed + 7919 * (1 + config.hand_list().index(hand_id))
+
+        def own(batch: int, hand_id: str = hand_id, own_seed: int = own_seed) -> list[Any]:
+            return synthesize_grasps(hand_id, obj, table_z=table_z,
+                                     num=config.grasp_candidates,
+                                     seed=own_seed + 104729 * batch)
+
+        chosen[hand_id] = _choose_grasps(hand_id, polished, own, checker=checkers[hand_id],
+                                         rest=rest, config=config)
         bank.seconds[f"grasp:{hand_id}"] = time.perf_counter() - t0
-    for hand_id, grasps in per_hand.items():
+    for hand_id in config.hand_list():
         t0 = time.perf_counter()
-        checker = LiftChecker(hand_id, _grasp_object(source),
-                              LiftParams(max_penetration_mm=config.max_penetration_mm))
-        for i, kinematic in enumerate(grasps):
-            # Seated: the fingers where a squeeze leaves them, not inside the object.
-            seated = checker.seat(rest, rest @ kinematic.wrist_in_object, kinematic.q_grasp,
-                                  q_open=kinematic.q_open)
-            g = kinematic
-            if seated.success:
-                g = grasps[i] = HandGrasp(seated.wrist_in_object, seated.q,
-                                          kinematic.q_pregrasp, kinematic.q_open)
-            result = checker.check(rest, rest @ g.wrist_in_object, g.q_grasp, q_open=g.q_open)
+        checker = checkers[hand_id]
+        for i, c in enumerate(chosen[hand_id]):
             while len(bank.checks) <= i:
                 bank.checks.append({})
+            if c is None:  # no grasp of this hand passed the analytic support tests
+                continue
+            g = c.grasp
+            result = checker.check(rest, rest @ g.wrist_in_object, g.q_grasp, q_open=g.q_open)
             bank.checks[i][hand_id] = {
                 "success": bool(result.success), "reason": result.reason,
-                "seated": bool(seated.success), "origin": origin[hand_id][i],
+                "seated": bool(c.seated.success), "origin": c.origin,
+                "support": round(c.support, 3), "capacity": round(c.capacity, 3),
                 "kept": bool(result.penetration_mm <= config.max_penetration_mm),
                 "penetration_mm": round(float(result.penetration_mm), 3),
-                "backoff_m": round(float(seated.backoff_m), 4),
+                "backoff_m": round(float(c.seated.backoff_m), 4),
                 "lift_height_m": round(float(result.lift_height), 4),
                 "max_slip_m": round(float(result.max_slip_m), 4),
                 "held_s": round(float(result.held_s), 3)}
         bank.seconds[f"physics:{hand_id}"] = time.perf_counter() - t0
-    bank.grasps = [{h: per_hand[h][i] for h in per_hand} for i in range(len(found))]
+    bank.grasps = [{h: c[i].grasp for h, c in chosen.items() if c[i] is not None}
+                   for i in range(len(found))]
     bank.modes = [g.mode for g in found]
     bank.seconds["total"] = time.perf_counter() - tic
     return bank
@@ -269,7 +395,8 @@ def build_sequence(bank: GraspBank, config: SynthConfig, number: int,
             motion = plan_object_motion(request, config.fps, rng)
         except (SequenceError, PlanningError, ValueError):
             continue
-        hands = {h: hg for h, hg in bank.grasps[g].items() if bank.checks[g][h]["success"]}
+        hands = {h: hg for h, hg in bank.grasps[g].items()
+                 if bank.checks[g].get(h, {}).get("success")}
         composed = compose(start, motion, hands, config.fps, Timing.random(rng))
         obj = ObjectModel.from_arrays(bank.points, bank.normals)
         motions = {h: hand_motion(h, composed.wrist_poses[h], composed.joints[h],
@@ -327,7 +454,9 @@ def grasp_summary(banks: Sequence[GraspBank], hands: Sequence[str]) -> dict[str,
                              "kept_flags": [bool(c["kept"]) for c in checks],
                              "penetration_mm": [float(c["penetration_mm"]) for c in checks],
                              "reasons": [c.get("reason", "") for c in checks],
-                             "origins": [c.get("origin", "") for c in checks]}
+                             "origins": [c.get("origin", "") for c in checks],
+                             "support": [c.get("support", 0.0) for c in checks],
+                             "capacity": [c.get("capacity", 0.0) for c in checks]}
         out["objects"][bank.source.object_id] = {"grasps": rows, "seconds": bank.seconds}
     for hand_id in hands:
         rows = [o["grasps"][hand_id] for o in out["objects"].values()]
