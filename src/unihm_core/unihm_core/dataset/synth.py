@@ -5,9 +5,12 @@ Two stages, each spread over a process pool:
 1. Per object, a grasp bank: grasps of the reference hand found by optimization
    (:mod:`.grasp_synthesis`), retargeted to every other hand through the human-like keypoints
    (:mod:`.reference`), polished per hand with the same energies, seated per hand in MuJoCo
-   (the fingers squeeze and the grasp is read back touching the surface) and checked per hand
-   (:mod:`.physics`: held against gravity while the hand lifts 10 cm). A hand whose
-   version of a grasp fails the check is left out of the sequences that use that grasp.
+   (the fingers squeeze and the grasp is read back touching the surface), kept only when the
+   seated contacts can carry the object (the support tests of :func:`_candidate`: contact
+   normals, lift capacity, depth; a hand's own synthesized grasps replace retargeted ones
+   that fail them) and checked per hand (:mod:`.physics`: held against gravity while the
+   hand lifts 10 cm). A hand whose version of a grasp fails the check is left out of the
+   sequences that use that grasp.
 2. Per sequence: a random placement on the table, a task and its planned object motion, a grasp
    from the bank, the composed motion of every hand that passed (:mod:`.sequences`), contact
    labels and instruction paraphrases; written as one file (:mod:`.format`).
@@ -99,9 +102,9 @@ class SynthConfig:
     capacity_share: float = 0.22
     """Share of a hand's fingertip force one contact point is counted to press with when
     converting a weight into the lift capacity it needs (3.8 N for the Shadow hand)."""
-    support_tries: int = 8
+    support_tries: int = 12
     """Own synthesized grasps a hand tries per slot before sitting the slot out..."""
-    own_batches: int = 3
+    own_batches: int = 5
     """...out of at most this many batches of ``grasp_candidates`` (the next batch is only
     synthesized when the previous one is used up)."""
     workers: int = 2
