@@ -118,10 +118,6 @@ class JointStateCache:
 
 
 class Executive(Node):
-    # a goal holds a thread for its whole run while stage replies, driver results, joint
-    # states, cancel requests and a rejected second goal are served by the others
-    executor_threads = 6
-
     def __init__(self, *, node_name: str = NODE_NAME,
                  parameter_overrides: list[Parameter] | None = None) -> None:
         super().__init__(node_name, parameter_overrides=parameter_overrides or [])

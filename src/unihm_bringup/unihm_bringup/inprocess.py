@@ -1,15 +1,18 @@
 """The sim graph inside the calling process, for the demo, the benchmark and tests.
 
 Same nodes and parameters as ``unihm run sim`` (:func:`unihm_bringup.run_cli.build_graph`),
-each spun by its own executor (:class:`unihm_core.ros.runtime.NodeExecutors`), plus a
-Manipulate client. Nodes still talk over DDS, exactly as separate processes would.
+spun on a multithreaded executor in a background thread, plus a Manipulate client. Nodes
+still talk over DDS, exactly as separate processes would.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
+
+EXECUTOR_THREADS = 16  # action servers block a thread for a whole goal
 
 
 class InProcessGraph:
@@ -23,12 +26,12 @@ class InProcessGraph:
 
             os.environ.update(isolated_ros_environment())
         import rclpy
+        from rclpy.executors import MultiThreadedExecutor
 
         from unihm_bringup.graph import build_node
         from unihm_bringup.manipulate_cli import ManipulateClient
         from unihm_bringup.run_cli import build_graph, render_sim_bag
         from unihm_core.process import limit_malloc_arenas, start_memory_trimmer
-        from unihm_core.ros.runtime import NodeExecutors
 
         limit_malloc_arenas()
         start_memory_trimmer()
@@ -36,7 +39,7 @@ class InProcessGraph:
         self.bag = bag if bag is not None else render_sim_bag(workdir / "scene")
         rclpy.init()
         self.nodes = {}
-        self.executors = NodeExecutors()
+        self.executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
         try:
             for spec in build_graph("sim", bag=str(self.bag), sets=sets):
                 node = build_node(spec)
@@ -47,7 +50,9 @@ class InProcessGraph:
             self._destroy()
             raise
         for node in self.nodes.values():
-            self.executors.add(node)
+            self.executor.add_node(node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
         self.client = ManipulateClient("unihm_inprocess_client")
 
     def __getitem__(self, name: str) -> Any:
@@ -55,13 +60,16 @@ class InProcessGraph:
 
     def add_node(self, node: Any) -> None:
         self.nodes[node.get_name()] = node
-        self.executors.add(node)
+        self.executor.add_node(node)
 
     def _destroy(self) -> None:
         import rclpy
 
-        # stop the spin threads before destroying what they wait on (else the process aborts)
-        self.executors.shutdown()
+        # stop the spin thread before destroying what it waits on (else the process aborts)
+        self.executor.shutdown(timeout_sec=2.0)
+        thread = getattr(self, "_thread", None)
+        if thread is not None:
+            thread.join(timeout=5.0)
         for node in self.nodes.values():
             node.destroy_node()
         rclpy.try_shutdown()

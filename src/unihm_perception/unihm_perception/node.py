@@ -47,9 +47,6 @@ DEFAULTS: dict[str, Any] = {
 
 
 class PerceptionNode(Node):
-    # a request waits for a fresh frame while the camera callbacks keep arriving
-    executor_threads = 3
-
     def __init__(self, *, node_name: str = NODE_NAME,
                  parameter_overrides: list[Parameter] | None = None,
                  perception: Any = None) -> None:

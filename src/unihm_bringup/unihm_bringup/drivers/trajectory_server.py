@@ -116,9 +116,6 @@ class _Goal:
 class TrajectoryServerNode(Node):
     """FollowJointTrajectory server; subclasses implement the joint I/O hooks below."""
 
-    # goal, cancel and state callbacks overlap with the interpolation timer
-    executor_threads = 2
-
     FLOAT_PARAMETERS: ClassVar[frozenset[str]] = frozenset({
         "goal_time_tolerance", "path_tolerance", "goal_tolerance", "stopped_velocity_tolerance"})
 
@@ -413,12 +410,13 @@ class TrajectoryServerNode(Node):
         return result
 
 
-def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
+def run_node(factory: Callable[[], Node], args: list[str] | None = None,
+             threads: int = 2) -> int:
     """Process entry of a driver: spin until SIGINT/SIGTERM, then shut down without a traceback.
 
     A parameter the driver cannot start with is reported on stderr (exit code 2).
     """
     from unihm_core.ros.runtime import spin_nodes
 
-    return spin_nodes([factory], args=args,
+    return spin_nodes([factory], args=args, threads=threads,
                       config_errors=(DriverConfigError, ParameterException))
