@@ -28,10 +28,10 @@ INSTRUCTION = "pick up the mustard bottle and put it in the bowl"
 
 def _request(config: GeneratorConfig, frames: int) -> Request:
     from unihm_generator.generator.data import target_features
+    from unihm_generator.generator.pipeline import straight_lift
 
     rng = np.random.default_rng(0)
-    poses = np.tile(np.eye(4), (frames, 1, 1))
-    poses[:, 2, 3] = np.linspace(0.05, 0.25, frames)
+    poses = straight_lift(frames)
     return Request(text_rows=TextVocab(config).rows(INSTRUCTION),
                    points=rng.uniform(-0.04, 0.04, (config.num_points, 3)).astype(np.float32),
                    traj=target_features(poses), init_token=0,

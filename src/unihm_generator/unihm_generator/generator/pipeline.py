@@ -49,6 +49,14 @@ class GeneratedMotion:
     joints: dict[str, np.ndarray] = field(default_factory=dict)  # hand -> (T, dof)
 
 
+def straight_lift(frames: int) -> np.ndarray:
+    """(frames, 4, 4) object poses rising 5 -> 25 cm, upright: a synthetic target for
+    warm-ups and benchmarks."""
+    poses = np.tile(np.eye(4), (frames, 1, 1))
+    poses[:, 2, 3] = np.linspace(0.05, 0.25, frames)
+    return poses
+
+
 class Generator:
     """The generator model, its hand tokenizer and the Qwen3 text vocabulary together."""
 
@@ -120,10 +128,8 @@ class Generator:
 
         tic = time.perf_counter()
         rng = np.random.default_rng(0)
-        target = np.tile(np.eye(4), (frames, 1, 1))
-        target[:, 2, 3] = np.linspace(0.05, 0.25, frames)
         self.generate([GenerationSpec("pick up the object", rng.uniform(-0.04, 0.04, (512, 3)),
-                                      target, [self.hands[0]])])
+                                      straight_lift(frames), [self.hands[0]])])
         return time.perf_counter() - tic
 
     def generate(self, specs: Sequence[GenerationSpec], *, use_cache: bool = True,
