@@ -315,3 +315,49 @@ def test_epoch_length_is_fixed_unless_asked_for_one_pass(tmp_path: Path) -> None
     # one pass: ceil(windows / batch) with 37 windows per 40-frame sequence
     assert logged[4, 0] == [math.ceil(4 * 37 / 32)] * 2
     assert logged[16, 0] == [math.ceil(16 * 37 / 32)] * 2
+
+
+# ------------------------------------------------------------------------------------ seams
+def test_seam_smoothing_removes_steps_and_keeps_linear_motion() -> None:
+    from unihm_generator.tokenizer.seams import smooth_seams
+
+    # a staircase: every 4-frame chunk holds one pose, 0.8 apart (a decoder's mean poses)
+    stairs = np.repeat(np.arange(6, dtype=np.float32) * 0.8, 4)[:, None]
+    smooth = smooth_seams(stairs, 5.0)
+    assert np.abs(np.diff(stairs[:, 0])).max() == pytest.approx(0.8)
+    assert np.abs(np.diff(smooth[:, 0])).max() < 0.35
+    # a ramp has no second difference: the smoother leaves it exactly where it is
+    ramp = np.linspace(-1.0, 1.0, 30, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
+    np.testing.assert_allclose(smooth_seams(ramp, 5.0), ramp, atol=1e-5)
+    # batches are smoothed per trajectory, along time only
+    rng = np.random.default_rng(0)
+    batch = rng.normal(size=(3, 17, 5)).astype(np.float32)
+    each = np.stack([smooth_seams(b, 2.0) for b in batch])
+    np.testing.assert_allclose(smooth_seams(batch, 2.0), each, atol=1e-6)
+    np.testing.assert_array_equal(smooth_seams(batch, 0.0), batch)
+    np.testing.assert_array_equal(smooth_seams(batch[:, :2], 5.0), batch[:, :2])
+    with pytest.raises(ValueError, match="strength"):
+        smooth_seams(batch, -1.0)
+    with pytest.raises(TokenizerError, match="seam_smoothing"):
+        tiny_config(seam_smoothing=float("nan"))
+
+
+def test_decode_smooths_seams_before_clipping(trained: tuple[HandTokenizer, Path]) -> None:
+    from unihm_generator.tokenizer.seams import smooth_seams
+
+    model, _ = trained
+    ids = np.array([0, 5, 9, 5, 0, 3], np.int64)
+    raw = model.decode(OTHER, ids, seam_smoothing=0.0)
+    with torch.no_grad():
+        chunks = model.decode_codes(OTHER, torch.from_numpy(ids)).clamp(-1.0, 1.0)
+    np.testing.assert_allclose(raw, model.denormalize(OTHER, chunks.reshape(24, -1)).numpy(),
+                               atol=1e-6)
+    assert model.config.seam_smoothing > 0
+    smooth = model.decode(OTHER, ids, num_frames=22)
+    x = model.normalize(OTHER, torch.from_numpy(raw[:22])).numpy()
+    expected = model.denormalize(OTHER, torch.from_numpy(
+        smooth_seams(x, model.config.seam_smoothing)).clamp(-1.0, 1.0)).numpy()
+    np.testing.assert_allclose(smooth, expected, atol=1e-5)
+    spec = model.config.hands[OTHER]
+    assert np.all(smooth >= np.asarray(spec.lower, np.float32) - 1e-6)
+    assert np.all(smooth <= np.asarray(spec.upper, np.float32) + 1e-6)

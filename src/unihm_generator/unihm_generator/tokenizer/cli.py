@@ -128,6 +128,11 @@ def _run_eval(args: argparse.Namespace) -> int:
         cb = result["codebook"]
         print(f"  codebook: {cb['used_codes']}/{cb['size']} codes used ({cb['usage']:.0%}), "
               f"perplexity {cb['perplexity']:.1f}")
+        c = result["continuity"]
+        print(f"  whole sequences (seam smoothing {c['seam_smoothing']:g}): MAE "
+              f"{c['mae_raw']:.4f} as decoded, {c['mae_smoothed']:.4f} smoothed; largest "
+              f"frame-to-frame step {c['max_step_raw']:.3f} / {c['max_step_smoothed']:.3f} "
+              f"(data {c['max_step_data']:.3f})")
         if "translation" in result:
             print(f"  translation fingertip error, all pairs: "
                   f"{result['translation']['mean_mm']:.2f} mm")

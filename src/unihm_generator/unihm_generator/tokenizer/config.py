@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 BACKBONES = ("mlp", "conv")
 CONFIG_FORMAT = "unihm-hand-tokenizer"
 CONFIG_VERSION = 1
@@ -49,6 +51,10 @@ class TokenizerConfig:
     """Frames per token: one token covers ``chunk`` consecutive frames (chunk / fps seconds)."""
     codebook_size: int = 1024
     code_dim: int = 32
+    seam_smoothing: float = 5.0
+    """Strength (lam) of the Whittaker smoother that :meth:`HandTokenizer.decode` runs over
+    decoded frames so that consecutive chunks meet (tokenizer/seams.py); 0 decodes chunks as
+    they are. A decode-time setting: it changes no weight and is not used in training."""
     hidden: int = 192
     """Width of the per-hand MLP layers / conv channels."""
     beta: float = 0.25
@@ -80,6 +86,9 @@ class TokenizerConfig:
         for name in ("chunk", "codebook_size", "code_dim", "hidden", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise TokenizerError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (np.isfinite(self.seam_smoothing) and self.seam_smoothing >= 0):
+            raise TokenizerError(f"seam_smoothing must be a finite value >= 0, got "
+                                 f"{self.seam_smoothing}")
         self.hands = {k: v if isinstance(v, HandSpec) else HandSpec(**v)
                       for k, v in self.hands.items()}
 

@@ -101,10 +101,47 @@ def evaluate(model: HandTokenizer, bank: TrajectoryBank, hands: Sequence[str] | 
         "codebook": codebook_stats(codes_all, model.config.codebook_size),
     }
     result["codebook"]["size"] = model.config.codebook_size
+    result["continuity"] = sequence_continuity(model, bank, list(per_hand))
     if translation and len(per_hand) > 1:
         result["translation"] = translation_errors(model, bank, list(per_hand),
                                                    max_translation_chunks, seed)
     return result
+
+
+def sequence_continuity(model: HandTokenizer, bank: TrajectoryBank,
+                        hands: Sequence[str]) -> dict[str, Any]:
+    """Whole sequences through encode and decode, chunks as decoded ("raw") and with the
+    decoder's seam smoothing: mean error (joint units) and the largest change between
+    consecutive frames, beside the data's own. The chunk-level figures of ``evaluate`` cannot
+    see seams; a robot following the decoded motion does."""
+    per_hand: dict[str, Any] = {}
+    for h in hands:
+        errs = {"raw": [], "smoothed": []}
+        steps: dict[str, list[NDArray[np.float32]]] = {"data": [], "raw": [], "smoothed": []}
+        for s, n in zip(bank.seq_start, bank.seq_len, strict=True):
+            if n < 2 or not bank.present[h][s]:
+                continue
+            q = bank.joints[h][s:s + n]
+            ids = model.encode(h, q)
+            steps["data"].append(np.abs(np.diff(q, axis=0)).max(1))
+            for name, strength in (("raw", 0.0), ("smoothed", None)):
+                rec = model.decode(h, ids, num_frames=int(n), seam_smoothing=strength)
+                errs[name].append(np.abs(rec - q).mean(1))
+                steps[name].append(np.abs(np.diff(rec, axis=0)).max(1))
+        if not steps["data"]:
+            continue
+        per_hand[h] = {f"mae_{k}": float(np.concatenate(v).mean()) for k, v in errs.items()}
+        for k, v in steps.items():
+            flat = np.concatenate(v)
+            per_hand[h][f"max_step_{k}"] = float(flat.max())
+            per_hand[h][f"p99_step_{k}"] = float(np.percentile(flat, 99))
+    out: dict[str, Any] = {"hands": per_hand, "seam_smoothing": model.config.seam_smoothing}
+    for key in ("mae_raw", "mae_smoothed", "p99_step_data", "p99_step_raw", "p99_step_smoothed",
+                "max_step_data", "max_step_raw", "max_step_smoothed"):
+        values = [v[key] for v in per_hand.values()]
+        agg = max if key.startswith("max") else np.mean
+        out[key] = float(agg(values)) if values else float("nan")
+    return out
 
 
 def translation_errors(model: HandTokenizer, bank: TrajectoryBank, hands: Sequence[str],

@@ -16,6 +16,7 @@ from numpy.typing import ArrayLike, NDArray
 from torch import Tensor, nn
 
 from unihm_generator.tokenizer.config import HandSpec, TokenizerConfig, TokenizerError
+from unihm_generator.tokenizer.seams import smooth_seams
 
 
 # ------------------------------------------------------------------------------- quantization
@@ -220,12 +221,13 @@ class HandTokenizer(nn.Module):
         return codes.numpy().astype(np.int64).reshape(*lead, -(-frames // self.chunk))
 
     @torch.no_grad()
-    def decode(self, hand_id: str, tokens: ArrayLike,
-               num_frames: int | None = None) -> NDArray[np.float32]:
+    def decode(self, hand_id: str, tokens: ArrayLike, num_frames: int | None = None,
+               seam_smoothing: float | None = None) -> NDArray[np.float32]:
         """Token ids (N,) or (B, N) -> joints (N * chunk, dof) in the hand's units.
 
-        ``num_frames`` crops the result (the T given to ``encode``). Outputs are clipped to the
-        hand's joint limits.
+        ``num_frames`` crops the result (the T given to ``encode``). The frames are then
+        smoothed across chunk seams with strength ``seam_smoothing`` (None: the config's
+        value; 0: chunks as decoded) and clipped to the hand's joint limits.
         """
         spec = self.check_hand(hand_id)
         ids = np.asarray(tokens)
@@ -242,9 +244,10 @@ class HandTokenizer(nn.Module):
             raise TokenizerError(f"num_frames must be in [1, {n * self.chunk}] for {n} "
                                  f"tokens, got {num_frames}")
         x = self.decode_codes(hand_id, torch.from_numpy(ids.reshape(-1).astype(np.int64)))
-        x = x.clamp(-1.0, 1.0)
-        q = self.denormalize(hand_id, x).numpy().reshape(*lead, n * self.chunk, spec.dof)
-        return q[..., :num_frames, :] if num_frames is not None else q
+        x = x.reshape(*lead, n * self.chunk, spec.dof)[..., :num_frames, :].numpy()
+        strength = self.config.seam_smoothing if seam_smoothing is None else seam_smoothing
+        x = torch.from_numpy(smooth_seams(x, strength)).clamp(-1.0, 1.0)
+        return self.denormalize(hand_id, x).numpy()
 
     def reconstruct(self, hand_id: str, joints: ArrayLike) -> NDArray[np.float32]:
         """Encode then decode with the same hand (same number of frames as given)."""
