@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from unihm_generator.generator import decode
+from unihm_generator.generator import decode, greedy_loop
 from unihm_generator.generator.model import HandGenerator
 from unihm_generator.generator.testing import synthetic_examples, tiny_config, tiny_tokenizer
 from unihm_generator.generator.text import TextVocab, collect_text_ids
@@ -201,3 +201,46 @@ def test_decoder_buffers_are_reused_only_unpadded_same_shape_and_when_asked(setu
     for got in again:
         _same(fresh[0], got[0])
         _same(fresh[1], got[1])
+
+
+@pytest.mark.skipif(not greedy_loop.AVAILABLE, reason="numba is not installed")
+@pytest.mark.parametrize(("heads", "kv"), [(4, 2), (4, 1), (2, 2)])
+def test_compiled_greedy_loop_matches_the_torch_loop(heads: int, kv: int, monkeypatch) -> None:
+    """The numba loop (unpadded batches) against the TorchScript loop: the same picks, the
+    same hidden states and cache up to float rounding; ``UNIHM_NO_NUMBA_DECODE`` and left
+    padding keep the torch loop."""
+    cfg = tiny_config(num_heads=heads, num_kv_heads=kv)
+    torch.manual_seed(2)
+    model = HandGenerator(cfg).eval()
+    b, t0, count, h = 3, 9, 14, cfg.hidden_size
+    embeds = torch.randn(b, t0, h)
+    inputs = decode.augment(0.3 * torch.randn(b, count - 1, h))
+    calls = []
+    compiled = greedy_loop.greedy_steps
+    monkeypatch.setattr(greedy_loop, "greedy_steps",
+                        lambda *args: calls.append(1) or compiled(*args))
+
+    def run(mask: torch.Tensor, numba: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        monkeypatch.setenv("UNIHM_NO_NUMBA_DECODE", "0" if numba else "1")
+        positions = (mask.cumsum(1) - 1).clamp(min=0)
+        every = torch.cat([positions, positions[:, -1:] + torch.arange(1, count)], 1)
+        flat = model._flat_weights()
+        with torch.inference_mode():
+            dec = decode.IncrementalDecoder(model.lm, flat, mask, every)
+            last = dec.prefill(embeds)[:, 0]
+            codes, hidden = dec.greedy(last, inputs, flat.head, count)
+        return codes, hidden, dec.keys.clone()
+
+    full = torch.ones(b, t0, dtype=torch.long)
+    codes, hidden, keys = run(full, numba=True)
+    assert len(calls) == 1
+    ref_codes, ref_hidden, ref_keys = run(full, numba=False)
+    assert len(calls) == 1
+    assert codes.shape == (b, count) and len(set(codes.flatten().tolist())) > 1
+    torch.testing.assert_close(codes, ref_codes, atol=0, rtol=0)
+    torch.testing.assert_close(hidden, ref_hidden, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(keys, ref_keys, atol=1e-5, rtol=1e-5)
+    padded = full.clone()
+    padded[1, :2] = 0
+    run(padded, numba=True)
+    assert len(calls) == 1

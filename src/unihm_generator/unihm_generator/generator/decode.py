@@ -20,7 +20,8 @@ generation built once:
   a step's queries are one ``(rows * kv heads, heads per kv head, D)`` view and attend to
   their kv head's cached columns in one batched product, without a bias unless the batch is
   left-padded; the softmax scale is folded into the query's RoPE table;
-* the prefill's layers and the greedy loop run as one TorchScript call each (``_compiled``).
+* the prefill's layers and the greedy loop run as one TorchScript call each (``_compiled``);
+  for an unpadded batch the greedy loop runs compiled by numba instead (``greedy_loop``).
 
 Outputs agree with transformers' forward up to float rounding (tests compare hidden states
 and generated tokens). Only float32 weights without autocast, the plain Qwen3 layout (no
@@ -39,6 +40,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from unihm_generator.generator import greedy_loop
 
 # FlatWeights keeps a rearranged copy of the decoder layers' weights: worth it where per-call
 # overhead dominates a step (small models); larger ones keep transformers' cache
@@ -174,6 +177,34 @@ class FlatWeights:
             tables.append(torch.stack([cos * norms, sin * -_swap(norms),
                                        torch.zeros_like(cos * norms)], 2))  # (P, hq, 3, D)
         self.rope = tables          # swapped in whole: a concurrent reader sees old or new
+
+    def loop_operands(self, positions: int) -> tuple[Any, ...]:
+        """The weights as numpy arrays for ``greedy_loop.greedy_steps`` (per-layer ones
+        stacked), with RoPE cos/sin for positions [0, P >= ``positions``); built once and
+        kept (views of the same values, the stacks are copies)."""
+        kept = getattr(self, "_loop", None)
+        if kept is not None and kept[-1].shape[0] >= positions:
+            return kept
+        import numpy as np
+
+        def stack(name: str, pick: Callable[[Tensor], Tensor] = lambda t: t) -> Any:
+            return np.ascontiguousarray(np.stack([pick(getattr(layer, name)).numpy()
+                                                  for layer in self.layers]))
+
+        with torch.no_grad():
+            count = -(-positions // 64) * 64
+            weight = self.layers[0].qkv
+            probe = torch.zeros(1, dtype=weight.dtype, device=weight.device)
+            cos, sin = self.rotary(probe, torch.arange(count, device=weight.device)[None])
+            first = lambda t: t[0]  # noqa: E731 - the [x, -x] layout's x
+            operands = (
+                np.ascontiguousarray(self.inputs[:, 0].numpy()),
+                stack("norm_in", first), stack("qkv"), stack("q_norm"), stack("k_norm"),
+                stack("out"), stack("norm_post", first), stack("gate_up"), stack("down"),
+                np.ascontiguousarray(self.norm[0].numpy()),
+                np.ascontiguousarray(cos[0].numpy()), np.ascontiguousarray(sin[0].numpy()))
+        self._loop = operands
+        return operands
 
     @staticmethod
     def version(params: list[Tensor]) -> tuple[tuple[int, int], ...]:
@@ -327,11 +358,32 @@ class IncrementalDecoder:
         depend on the pick; ``head`` (H, V) the pickable rows' output weights, whose index v
         feeds ``table[v]`` back. Returns picks (B, count) and hidden states (B, count, H).
         """
+        if not self.padded and last.device.type == "cpu" and greedy_loop.enabled():
+            return self._greedy_loop(last, inputs, head, count)
         codes, hidden = _compiled(_greedy_steps)(
             last, inputs, head, self.w.inputs, self.per_layer, self.scratch, self.bias,
             self.padded, self.sign, self.w.norm, self.head_ones, self.t, count, self.w.eps)
         self.t += count - 1
         return codes, hidden
+
+
+    def _greedy_loop(self, last: Tensor, inputs: Tensor, head: Tensor,
+                     count: int) -> tuple[Tensor, Tensor]:
+        """``greedy`` by the compiled loop (``greedy_loop``), on numpy views of the cache."""
+        import numpy as np
+
+        (rows, norms_in, qkvs, q_norms, k_norms, outs, norms_post, gate_ups, downs, norm,
+         cos, sin) = self.w.loop_operands(self.keys.shape[3])
+        b, h = last.shape
+        codes = np.empty((b, count), np.int64)
+        hidden = np.empty((b, count, h), np.float32)
+        greedy_loop.run_greedy(
+            np.ascontiguousarray(last.numpy()), np.ascontiguousarray(inputs[:, :, 0].numpy()),
+            np.ascontiguousarray(head.numpy()), rows, norms_in, qkvs, q_norms, k_norms, outs,
+            norms_post, gate_ups, downs, norm, self.keys.numpy(), self.values.numpy(), cos, sin,
+            self.t, count, np.float32(self.w.eps), codes, hidden)
+        self.t += count - 1
+        return torch.from_numpy(codes), torch.from_numpy(hidden)
 
 
 # TorchScript needs fixed-length tuples (one unpacking instruction instead of one per item)
