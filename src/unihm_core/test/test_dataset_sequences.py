@@ -102,3 +102,23 @@ def test_reference_hand_keypoints_are_human_sized_and_retarget() -> None:
     assert q.shape == (2, 16) and np.all(np.isfinite(q))
     same = retarget_keyframes("shadow_right", kin.open_pose[None])
     np.testing.assert_array_equal(same[0], kin.open_pose)
+
+
+def test_hold_ends_puts_rest_around_a_motion() -> None:
+    from unihm_core.trajectory import hold_ends
+
+    motion = np.repeat(np.eye(4)[None], 5, axis=0)
+    motion[:, 2, 3] = np.linspace(0.0, 0.1, 5)
+    held = hold_ends(motion, 3, 2)
+    assert held.shape == (10, 4, 4)
+    np.testing.assert_array_equal(held[:4, 2, 3], 0.0)
+    np.testing.assert_array_equal(held[3:8], motion)
+    np.testing.assert_array_equal(held[-3:, 2, 3], 0.1)
+    np.testing.assert_array_equal(hold_ends(motion, 0, 0), motion)
+    with pytest.raises(ValueError, match="at least one pose"):
+        hold_ends(motion[:0], 1, 1)
+    with pytest.raises(ValueError, match=">= 0"):
+        hold_ends(motion, -1, 0)
+    # compose's object trajectory is the motion with the timing's rest phases held
+    before_s, after_s = Timing().object_rest_s()
+    assert (before_s, after_s) == pytest.approx((2.0, 1.4))

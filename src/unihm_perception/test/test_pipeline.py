@@ -56,6 +56,29 @@ def test_correct_object_and_small_pose_error(perception: Perception,
     assert set(result.timings_ms) >= {"registration", "planning", "total"}
 
 
+def test_target_rests_before_and_after_the_motion(perception: Perception,
+                                                 frame: RenderedFrame) -> None:
+    """Like every dataset sequence, the target holds the object still while a hand reaches
+    and closes (2 s by default) and after the motion while it lets go (1.4 s)."""
+    from unihm_core.dataset.sequences import Timing
+
+    result = _perceive(perception, frame, f"pick up the {frame.labels[0]}")
+    before_s, after_s = Timing().object_rest_s()
+    assert (perception.params.rest_before_s, perception.params.rest_after_s) == (before_s,
+                                                                                after_s)
+    times, poses = result.trajectory.times, result.target_poses
+    assert len(times) == len(poses) == len(result.trajectory.poses)
+    np.testing.assert_allclose(np.diff(times), 1 / 30, atol=1e-9)
+    assert times[0] == 0.0
+    before, after = round(before_s * 30), round(after_s * 30)
+    moving = np.linalg.norm(poses[1:, :3, 3] - poses[:-1, :3, 3], axis=1) > 1e-9
+    assert not moving[:before - 1].any() and not moving[-(after - 1):].any()
+    assert moving[before - 1:len(moving) - after + 1].any()
+    np.testing.assert_allclose(poses[0], result.pose, atol=0.03)  # starts where it stands
+    assert result.trajectory.validate().ok
+    assert poses[-1, 2, 3] > poses[0, 2, 3] + 0.05                 # and ends lifted
+
+
 @pytest.mark.parametrize("sigma, missing", [(0.002, 0.0), (0.0, 0.1), (0.002, 0.1)])
 def test_noisy_and_missing_depth(perception: Perception, sigma: float, missing: float) -> None:
     noisy = render(SPEC, depth_noise_sigma=sigma, missing_depth_fraction=missing, seed=5)

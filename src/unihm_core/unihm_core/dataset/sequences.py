@@ -33,7 +33,7 @@ from unihm_core.tasks import (
     TASK_ROTATE,
     TASKS,
 )
-from unihm_core.trajectory import min_jerk
+from unihm_core.trajectory import hold_ends, min_jerk
 
 PUSH_DIRECTIONS = {"left": (0.0, 1.0), "right": (0.0, -1.0), "far": (1.0, 0.0),
                    "near": (-1.0, 0.0)}
@@ -69,6 +69,12 @@ class Timing:
     approach_rise: float = 0.06       # and up (m)
     pregrasp_distance: float = 0.04   # pre-grasp pose, back along the palm normal (m)
     retreat_distance: float = 0.12
+
+    def object_rest_s(self) -> tuple[float, float]:
+        """Seconds the object rests before its motion (approach, reach, close) and after it
+        (hold, release, retreat); perception pads run-time targets with the defaults'."""
+        return (self.approach + self.reach + self.close,
+                self.hold + self.release + self.retreat)
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> Timing:
@@ -193,10 +199,9 @@ def compose(object_start: FloatArray, motion: FloatArray, grasps: Mapping[str, H
     n_hold, n_rel, n_ret = (_frames(timing.hold, fps), _frames(timing.release, fps),
                             _frames(timing.retreat, fps))
     k = len(motion)
-    rest_start = np.repeat(object_start[None], n_app + n_reach + n_close, axis=0)
-    end = motion[-1]
-    rest_end = np.repeat(end[None], n_hold + n_rel + n_ret, axis=0)
-    object_poses = np.concatenate([rest_start, motion, rest_end])
+    before = n_app + n_reach + n_close
+    object_poses = hold_ends(motion, before, n_hold + n_rel + n_ret)
+    object_poses[:before] = object_start  # the resting pose as given (motion[0] within 1e-6)
     bounds = np.cumsum([0, n_app, n_reach, n_close, k, n_hold, n_rel, n_ret])
     names = ("approach", "reach", "close", "manipulate", "hold", "release", "retreat")
     phases = {n: (int(a), int(b)) for n, a, b in zip(names, bounds[:-1], bounds[1:],
