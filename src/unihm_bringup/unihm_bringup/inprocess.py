@@ -26,12 +26,12 @@ class InProcessGraph:
 
             os.environ.update(isolated_ros_environment())
         import rclpy
-        from rclpy.executors import MultiThreadedExecutor
 
         from unihm_bringup.graph import build_node
         from unihm_bringup.manipulate_cli import ManipulateClient
         from unihm_bringup.run_cli import build_graph, render_sim_bag
         from unihm_core.process import limit_malloc_arenas, start_memory_trimmer
+        from unihm_core.ros.executor import WaitingExecutor
 
         limit_malloc_arenas()
         start_memory_trimmer()
@@ -39,7 +39,7 @@ class InProcessGraph:
         self.bag = bag if bag is not None else render_sim_bag(workdir / "scene")
         rclpy.init()
         self.nodes = {}
-        self.executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+        self.executor = WaitingExecutor(num_threads=EXECUTOR_THREADS)
         try:
             for spec in build_graph("sim", bag=str(self.bag), sets=sets):
                 node = build_node(spec)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import (
     DurabilityPolicy,
@@ -21,6 +21,7 @@ from rclpy.qos import (
 from rclpy.signals import SignalHandlerOptions
 
 from unihm_core.process import limit_malloc_arenas, start_memory_trimmer
+from unihm_core.ros.executor import WaitingExecutor
 
 SENSOR_QOS: QoSProfile = qos_profile_sensor_data
 """Camera topics: best effort, keep last 5 (what camera drivers publish with)."""
@@ -64,7 +65,7 @@ def spin_nodes(factories: Sequence[NodeFactory], *, args: list[str] | None = Non
     start_memory_trimmer()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
-    executor = MultiThreadedExecutor(num_threads=threads)
+    executor = WaitingExecutor(num_threads=threads)
     nodes: list[Node] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
