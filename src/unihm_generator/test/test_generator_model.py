@@ -126,3 +126,21 @@ def test_embedding_rows_without_gradients_match_the_module(setup) -> None:
         with pytest.raises(IndexError):
             model._ids([last + 1])
     assert model._ids([1]).requires_grad                              # the module's path
+
+
+def test_wrist_features_are_smoothed_across_tokens(setup, monkeypatch) -> None:
+    from unihm_generator.tokenizer.seams import smooth_seams
+
+    _, _, model, reqs = setup
+    strength = model.config.wrist_smoothing
+    assert strength > 0
+    codes, smooth = model.generate(reqs)
+    monkeypatch.setattr(model.config, "wrist_smoothing", 0.0)
+    raw_codes, raw = model.generate(reqs)
+    for a, b in zip(codes, raw_codes, strict=True):
+        np.testing.assert_array_equal(a, b)          # the tokens do not depend on it
+    for s, r in zip(smooth, raw, strict=True):
+        assert s.shape == r.shape and s.shape[1] == 9
+        np.testing.assert_allclose(s, smooth_seams(r, strength), atol=1e-6)
+        if len(r) > 2:
+            assert np.abs(np.diff(s, 2, axis=0)).sum() < np.abs(np.diff(r, 2, axis=0)).sum()

@@ -58,6 +58,11 @@ class GeneratorConfig:
     # wrist head: per chunk, chunk x (position in dm + 6D rotation) in the object's frame
     wrist_hidden: int = 256
     wrist_weight: float = 1.0
+    wrist_smoothing: float = 5.0
+    """Strength of the Whittaker smoother run over the predicted wrist features (object frame)
+    at decoding, as the tokenizer's ``seam_smoothing`` over joints: the head predicts each
+    token's frames on its own, and consecutive predictions need not meet (docs/generator.md,
+    "Wrist trajectory"). 0: as predicted. Not used in training."""
     # training
     lr: float = 1e-4
     weight_decay: float = 0.01

@@ -407,14 +407,18 @@ class HandGenerator(nn.Module):
                 hidden, _ = self._run(embeds, mask, positions)
         return self._split(requests, codes, wrists)
 
-    @staticmethod
-    def _split(requests: Sequence[Request], codes: Tensor,
+    def _split(self, requests: Sequence[Request], codes: Tensor,
                wrists: Tensor) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per request: its codes, and its wrist features smoothed across token boundaries
+        (``config.wrist_smoothing``)."""
+        from unihm_generator.tokenizer.seams import smooth_seams
+
         out_codes, out_wrists = [], []
         for b, r in enumerate(requests):
             n = r.num_tokens
             out_codes.append(codes[b, :n].cpu().numpy())
-            out_wrists.append(wrists[b, :n].reshape(-1, 9).cpu().numpy())
+            out_wrists.append(smooth_seams(wrists[b, :n].reshape(-1, 9).cpu().numpy(),
+                                           self.config.wrist_smoothing))
         return out_codes, out_wrists
 
 
