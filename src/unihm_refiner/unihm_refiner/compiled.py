@@ -30,17 +30,7 @@ import math
 
 import numpy as np
 
-try:
-    from numba import njit
-
-    AVAILABLE = True
-except ImportError:  # the numpy path is used instead
-    AVAILABLE = False
-
-    def njit(*_args, **_kwargs):  # type: ignore[no-redef]
-        def wrap(func):
-            return func
-        return wrap
+from unihm_core.numba_support import AVAILABLE, njit  # noqa: F401 - AVAILABLE: solver, tests
 
 # indices into the float parameter vector given to refine_trajectory
 P_ALPHA, P_K, P_LAMBDA_C, P_EPSILON, P_INV_H2 = 0, 1, 2, 3, 4

@@ -30,17 +30,7 @@ from typing import Any
 
 import numpy as np
 
-try:
-    from numba import njit
-
-    AVAILABLE = True
-except ImportError:  # the TorchScript loop is used instead
-    AVAILABLE = False
-
-    def njit(*_args, **_kwargs):  # type: ignore[no-redef]
-        def wrap(func):
-            return func
-        return wrap
+from unihm_core.numba_support import AVAILABLE, njit
 
 
 def enabled() -> bool:
