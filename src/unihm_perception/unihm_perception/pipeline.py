@@ -26,6 +26,7 @@ from unihm_core.object_model import estimate_outward_normals
 from unihm_core.target_planner import (
     Obstacle,
     PlannedTrajectory,
+    PlannerParams,
     PlanRequest,
     TaskPlanner,
     TrajectoryPlanner,
@@ -469,7 +470,8 @@ class Perception:
         """The planned motion with the object at rest before and after it (``rest_before_s``,
         ``rest_after_s``), on the planner's time step."""
         times = np.asarray(trajectory.times, dtype=np.float64)
-        dt = float(np.median(np.diff(times))) if times.size > 1 else 1.0 / 30.0
+        dt = (float(np.median(np.diff(times))) if times.size > 1
+              else 1.0 / PlannerParams().rate_hz)
         before = round(self.params.rest_before_s / dt)
         after = round(self.params.rest_after_s / dt)
         poses = hold_ends(trajectory.poses, before, after)

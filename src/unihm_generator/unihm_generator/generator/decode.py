@@ -150,6 +150,7 @@ class FlatWeights:
         self.rope: list[Tensor] = []                      # per layer (P, hq, 3, D)
         self.params = list(lm.parameters())
         self.key = self.version(self.params)
+        self._loop: tuple[Any, ...] | None = None    # loop_operands, built on first use
 
     def rope_tables(self, positions: int) -> None:
         """RoPE for positions [0, P >= ``positions``) with the q/k norm weights folded in.
@@ -182,25 +183,26 @@ class FlatWeights:
         """The weights as numpy arrays for ``greedy_loop.greedy_steps`` (per-layer ones
         stacked), with RoPE cos/sin for positions [0, P >= ``positions``); built once and
         kept (views of the same values, the stacks are copies)."""
-        kept = getattr(self, "_loop", None)
+        kept = self._loop
         if kept is not None and kept[-1].shape[0] >= positions:
             return kept
         import numpy as np
 
-        def stack(name: str, pick: Callable[[Tensor], Tensor] = lambda t: t) -> Any:
-            return np.ascontiguousarray(np.stack([pick(getattr(layer, name)).numpy()
-                                                  for layer in self.layers]))
+        def stack(name: str, row: int | None = None) -> Any:
+            """Every layer's ``name`` stacked (``row`` 0: the [x, -x] layout's x)."""
+            return np.ascontiguousarray(np.stack([
+                (getattr(layer, name) if row is None else getattr(layer, name)[row]).numpy()
+                for layer in self.layers]))
 
         with torch.no_grad():
             count = -(-positions // 64) * 64
             weight = self.layers[0].qkv
             probe = torch.zeros(1, dtype=weight.dtype, device=weight.device)
             cos, sin = self.rotary(probe, torch.arange(count, device=weight.device)[None])
-            first = lambda t: t[0]  # noqa: E731 - the [x, -x] layout's x
             operands = (
                 np.ascontiguousarray(self.inputs[:, 0].numpy()),
-                stack("norm_in", first), stack("qkv"), stack("q_norm"), stack("k_norm"),
-                stack("out"), stack("norm_post", first), stack("gate_up"), stack("down"),
+                stack("norm_in", 0), stack("qkv"), stack("q_norm"), stack("k_norm"),
+                stack("out"), stack("norm_post", 0), stack("gate_up"), stack("down"),
                 np.ascontiguousarray(self.norm[0].numpy()),
                 np.ascontiguousarray(cos[0].numpy()), np.ascontiguousarray(sin[0].numpy()))
         self._loop = operands
@@ -365,7 +367,6 @@ class IncrementalDecoder:
             self.padded, self.sign, self.w.norm, self.head_ones, self.t, count, self.w.eps)
         self.t += count - 1
         return codes, hidden
-
 
     def _greedy_loop(self, last: Tensor, inputs: Tensor, head: Tensor,
                      count: int) -> tuple[Tensor, Tensor]:

@@ -68,11 +68,17 @@ def run_greedy(*operands: Any) -> None:
 
 
 @njit(cache=True, inline="always", fastmath={"reassoc", "contract"})
-def _rms_norm(x, weight, eps, out):
+def _inv_rms(x, eps):
+    """1 / sqrt(mean(x^2) + eps): RMSNorm's scale."""
     var = np.float32(0.0)
     for i in range(x.shape[0]):
         var += x[i] * x[i]
-    scale = np.float32(1.0) / np.float32(math.sqrt(var / np.float32(x.shape[0]) + eps))
+    return np.float32(1.0) / np.float32(math.sqrt(var / np.float32(x.shape[0]) + eps))
+
+
+@njit(cache=True, inline="always", fastmath={"reassoc", "contract"})
+def _rms_norm(x, weight, eps, out):
+    scale = _inv_rms(x, eps)
     for i in range(x.shape[0]):
         out[i] = weight[i] * (x[i] * scale)
 
@@ -80,12 +86,8 @@ def _rms_norm(x, weight, eps, out):
 @njit(cache=True, inline="always", fastmath={"reassoc", "contract"})
 def _head_norm_rope(src, weight, eps, cos, sin, dst):
     """RMSNorm of one head (D,) with ``weight``, then RoPE at one position into ``dst``."""
-    d = src.shape[0]
-    half = d // 2
-    var = np.float32(0.0)
-    for i in range(d):
-        var += src[i] * src[i]
-    scale = np.float32(1.0) / np.float32(math.sqrt(var / np.float32(d) + eps))
+    half = src.shape[0] // 2
+    scale = _inv_rms(src, eps)
     for i in range(half):
         a = weight[i] * (src[i] * scale)
         b = weight[i + half] * (src[i + half] * scale)
@@ -148,13 +150,12 @@ def greedy_steps(last, inputs, head, rows, norms_in, qkvs, q_norms, k_norms, out
     for j in range(count):
         logits = np.dot(state, head)
         for b in range(b_size):
-            code = np.argmax(logits[b])
-            codes[b, j] = code
+            codes[b, j] = np.argmax(logits[b])
             hidden[b, j] = state[b]
-            for i in range(h):
-                x[b, i] = rows[code, i] + (inputs[b, j, i] if j < count - 1 else 0.0)
         if j == count - 1:
             break
+        for b in range(b_size):
+            x[b] = rows[codes[b, j]] + inputs[b, j]
         t = t0 + j
         for layer in range(layers):
             for b in range(b_size):

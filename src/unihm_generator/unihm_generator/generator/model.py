@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from unihm_generator.generator.config import GeneratorConfig, GeneratorError
 from unihm_generator.generator.decode import FlatWeights, IncrementalDecoder, augment, supported
+from unihm_generator.tokenizer.seams import smooth_seams
 
 
 @dataclass
@@ -411,8 +412,6 @@ class HandGenerator(nn.Module):
                wrists: Tensor) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Per request: its codes, and its wrist features smoothed across token boundaries
         (``config.wrist_smoothing``)."""
-        from unihm_generator.tokenizer.seams import smooth_seams
-
         out_codes, out_wrists = [], []
         for b, r in enumerate(requests):
             n = r.num_tokens

@@ -8,11 +8,10 @@ be resumed or repeated with the same command).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 BACKBONES = ("mlp", "conv")
 CONFIG_FORMAT = "unihm-hand-tokenizer"
@@ -86,7 +85,7 @@ class TokenizerConfig:
         for name in ("chunk", "codebook_size", "code_dim", "hidden", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise TokenizerError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not (np.isfinite(self.seam_smoothing) and self.seam_smoothing >= 0):
+        if not (math.isfinite(self.seam_smoothing) and self.seam_smoothing >= 0):
             raise TokenizerError(f"seam_smoothing must be a finite value >= 0, got "
                                  f"{self.seam_smoothing}")
         self.hands = {k: v if isinstance(v, HandSpec) else HandSpec(**v)
