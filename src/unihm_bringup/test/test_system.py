@@ -139,8 +139,10 @@ def _extra_nodes(graph: InProcessGraph) -> list[Node]:
         SpyDriver("flood_arm"),
         SpyDriver("flood_hand"),
         PerceptionNode(node_name="unihm_perception_stale", perception=shared,
+                       # 1 ns: no frame is ever that fresh when read (1e-4 s was: a frame
+                       # read within 0.1 ms of its arrival passed as fresh now and then)
                        parameter_overrides=ros_parameters({"service": "/unihm/perceive_stale",
-                                                           "max_frame_age_s": 1e-4,
+                                                           "max_frame_age_s": 1e-9,
                                                            "frame_wait_s": 0.3})),
     ]
 
